@@ -1,0 +1,1 @@
+"""Contract testing: a reference client, schema-driven strategies, checks and a runner."""

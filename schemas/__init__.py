@@ -1,0 +1,41 @@
+"""Captured contracts of the Wan 2.7 video APIs: JSON Schema files and their loader.
+
+>>> from schemas import catalog
+>>> issues = catalog().validate("dashscope", "submit", {"model": "wan2.7-t2v"}, kind="t2v")
+>>> [str(i) for i in issues]
+["$.input: 'input' is required"]
+"""
+
+from schemas.catalog import (
+    CANONICAL_STATES,
+    KINDS,
+    MESSAGES,
+    TERMINAL_STATES,
+    Catalog,
+    Endpoint,
+    Model,
+    Provider,
+    SchemaNotFound,
+    State,
+    catalog,
+    resolve_pointer,
+)
+from schemas.validation import CompiledSchema, Issue, json_path
+
+__all__ = [
+    "CANONICAL_STATES",
+    "KINDS",
+    "MESSAGES",
+    "TERMINAL_STATES",
+    "Catalog",
+    "CompiledSchema",
+    "Endpoint",
+    "Issue",
+    "Model",
+    "Provider",
+    "SchemaNotFound",
+    "State",
+    "catalog",
+    "json_path",
+    "resolve_pointer",
+]

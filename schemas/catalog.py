@@ -1,0 +1,294 @@
+"""The catalog: every provider's manifest and schema files, loaded and compiled once.
+
+Paths, headers, model ids, status words and field locations are read from the files under
+``schemas/<provider>/``; nothing here restates them (see docs/SCHEMAS.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from schemas.validation import CompiledSchema, Issue, json_path
+
+ROOT = Path(__file__).resolve().parent
+BASE_URI = "https://wanmock.dev/schemas/"
+KINDS = ("t2v", "i2v", "videoedit")
+MESSAGES = ("submit", "submit-response", "poll-response", "error")
+CANONICAL_STATES = ("queued", "running", "succeeded", "failed", "canceled", "unknown")
+TERMINAL_STATES = frozenset({"succeeded", "failed", "canceled", "unknown"})
+
+
+class SchemaNotFound(LookupError):
+    """The requested provider, message, model kind or state does not exist."""
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """Follow a JSON pointer (``/output/task_status``) into a document; KeyError if absent."""
+    node = document
+    for raw in pointer.lstrip("/").split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list):
+            node = node[int(token)]
+        elif isinstance(node, Mapping):
+            node = node[token]
+        else:
+            raise KeyError(pointer)
+    return node
+
+
+def _schema_at_pointer(schema: Mapping[str, Any], pointer: str) -> Mapping[str, Any]:
+    """The sub-schema describing the instance location ``pointer`` (through ``properties``)."""
+    node = schema
+    for token in pointer.lstrip("/").split("/"):
+        node = node["properties"][token]
+    return node
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    paths: tuple[str, ...]
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    content_type: str | None
+    responses: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Model:
+    kind: str
+    ids: tuple[str, ...]
+    schema_file: str
+
+    @property
+    def id(self) -> str:
+        """The primary (documented, undated) model id."""
+        return self.ids[0]
+
+
+@dataclass(frozen=True)
+class State:
+    canonical: str
+    word: str
+    schema_file: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.canonical in TERMINAL_STATES
+
+
+@dataclass
+class Provider:
+    """One provider's manifest, with models and states resolved from its schema files."""
+
+    name: str
+    manifest: Mapping[str, Any]
+    documents: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    models: dict[str, Model] = field(init=False)
+    states: dict[str, State] = field(init=False)
+    endpoints: dict[str, Endpoint] = field(init=False)
+
+    def __post_init__(self) -> None:
+        m = self.manifest
+        self.models = {}
+        for kind, file in m["models"].items():
+            doc = self.documents[file]
+            ids = doc.get("properties", {}).get("model", {}).get("enum") or doc.get("x-model-ids")
+            if not ids:
+                raise ValueError(
+                    f"{self.name}/{file}: no model ids (properties.model.enum or x-model-ids)"
+                )
+            self.models[kind] = Model(kind, tuple(ids), file)
+        pointer = m["task"]["status_in_poll"]
+        self.states = {}
+        for canonical, file in m["states"].items():
+            word = _schema_at_pointer(self.documents[file], pointer)["const"]
+            self.states[canonical] = State(canonical, word, file)
+        self.endpoints = {
+            name: Endpoint(
+                name=name,
+                method=spec["method"],
+                paths=tuple(spec["paths"]),
+                headers=dict(spec.get("headers", {})),
+                query=dict(spec.get("query", {})),
+                content_type=spec.get("content_type"),
+                responses=dict(spec["responses"]),
+            )
+            for name, spec in m["endpoints"].items()
+        }
+
+    @property
+    def title(self) -> str:
+        return str(self.manifest["title"])
+
+    @property
+    def base_url(self) -> str:
+        return str(self.manifest["base_url"])
+
+    @property
+    def task_fields(self) -> Mapping[str, Any]:
+        return self.manifest["task"]  # type: ignore[no-any-return]
+
+    @property
+    def model_in_path(self) -> bool:
+        return bool(self.manifest["model_in"] == "path")
+
+    def model_for_id(self, model_id: str) -> Model | None:
+        for model in self.models.values():
+            if model_id in model.ids:
+                return model
+        return None
+
+    def state(self, name: str) -> State:
+        """A state by canonical name or by this provider's own word (any case)."""
+        if name in self.states:
+            return self.states[name]
+        for state in self.states.values():
+            if (
+                state.word.lower() == name.lower()
+                or state.schema_file == f"poll-response.{name.lower()}.json"
+            ):
+                return state
+        known = ", ".join(f"{s.word} ({s.canonical})" for s in self.states.values())
+        raise SchemaNotFound(f"{self.name} has no state {name!r}; known: {known}")
+
+    def state_for_word(self, word: str) -> State | None:
+        return next((s for s in self.states.values() if s.word == word), None)
+
+    def sources(self) -> list[str]:
+        return [src["url"] for src in self.manifest["x-source"]]
+
+
+class Catalog:
+    """All providers and their compiled schemas. Use :func:`catalog` for the shared one."""
+
+    def __init__(self, root: Path = ROOT) -> None:
+        self.root = root
+        docs: dict[str, dict[str, Mapping[str, Any]]] = {}
+        resources: list[tuple[str, Any]] = []
+        for manifest_path in sorted(root.glob("*/manifest.json")):
+            provider = manifest_path.parent.name
+            docs[provider] = {}
+            for path in sorted(manifest_path.parent.glob("*.json")):
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                docs[provider][path.name] = doc
+                if path.name != "manifest.json":
+                    resources.append((doc["$id"], doc))
+        self._resources = resources
+        self.registry: Registry[Any] = Registry().with_resources(
+            (uri, Resource.from_contents(doc, default_specification=DRAFT202012))
+            for uri, doc in resources
+        )
+        self.providers: dict[str, Provider] = {
+            name: Provider(name, files["manifest.json"], files) for name, files in docs.items()
+        }
+        self._compiled: dict[str, CompiledSchema] = {}
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def provider(self, name: str) -> Provider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            known = ", ".join(self.providers)
+            raise SchemaNotFound(f"unknown provider {name!r}; known: {known}") from None
+
+    def schema_file(
+        self, provider: str, message: str, kind: str | None = None, state: str | None = None
+    ) -> str:
+        """The file name answering (provider, message, kind, state)."""
+        p = self.provider(provider)
+        if message == "submit":
+            if kind is None:
+                raise SchemaNotFound(
+                    f"the submit message of {provider} needs a model kind: {', '.join(p.models)}"
+                )
+            if kind not in p.models:
+                model = p.model_for_id(kind)
+                if model is None:
+                    offered = ", ".join(f"{m.kind} ({m.id})" for m in p.models.values())
+                    raise SchemaNotFound(
+                        f"{provider} offers no model {kind!r}; it offers {offered}"
+                    )
+                kind = model.kind
+            return p.models[kind].schema_file
+        if message == "poll-response":
+            if state is None:
+                raise SchemaNotFound(
+                    f"the poll-response of {provider} needs a state (or use validate())"
+                )
+            return p.state(state).schema_file
+        if message in ("submit-response", "error"):
+            return f"{message}.json"
+        raise SchemaNotFound(f"unknown message {message!r}; known: {', '.join(MESSAGES)}")
+
+    def load(
+        self, provider: str, message: str, kind: str | None = None, state: str | None = None
+    ) -> CompiledSchema:
+        """The compiled schema for (provider, message, kind, state), compiled on first use."""
+        file = self.schema_file(provider, message, kind, state)
+        uri = f"{BASE_URI}{provider}/{file}"
+        compiled = self._compiled.get(uri)
+        if compiled is None:
+            contents = self.providers[provider].documents[file]
+            compiled = CompiledSchema(uri, contents, self.registry, self._resources)
+            self._compiled[uri] = compiled
+        return compiled
+
+    def validate(
+        self,
+        provider: str,
+        message: str,
+        instance: Any,
+        kind: str | None = None,
+        state: str | None = None,
+    ) -> list[Issue]:
+        """Every issue of ``instance`` as ``message`` of ``provider``; empty when valid.
+
+        A poll-response without an explicit state is checked against the schema of the state
+        its own status word names; an unknown word is itself the issue.
+        """
+        if message == "poll-response" and state is None:
+            p = self.provider(provider)
+            pointer = p.task_fields["status_in_poll"]
+            try:
+                word = resolve_pointer(instance, pointer)
+            except (KeyError, IndexError, ValueError, TypeError):
+                return [
+                    Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")
+                ]
+            found = p.state_for_word(word) if isinstance(word, str) else None
+            if found is None:
+                words = ", ".join(json.dumps(s.word) for s in p.states.values())
+                where = json_path(pointer.lstrip("/").split("/"))
+                return [Issue(where, f"{json.dumps(word)} is not one of {words}", "enum", "")]
+            state = found.canonical
+        return self.load(provider, message, kind, state).issues(instance)
+
+    def messages(self, provider: str) -> list[tuple[str, str | None, str | None, str]]:
+        """(message, kind, state, file) for every message of ``provider``."""
+        p = self.provider(provider)
+        rows: list[tuple[str, str | None, str | None, str]] = []
+        rows += [("submit", kind, None, m.schema_file) for kind, m in p.models.items()]
+        rows.append(("submit-response", None, None, "submit-response.json"))
+        rows += [("poll-response", None, s.canonical, s.schema_file) for s in p.states.values()]
+        rows.append(("error", None, None, "error.json"))
+        return rows
+
+    def document(self, provider: str, file: str) -> Mapping[str, Any]:
+        return self.provider(provider).documents[file]
+
+
+@functools.cache
+def catalog() -> Catalog:
+    """The catalog of the schema files shipped with this package (loaded once)."""
+    return Catalog()

@@ -1,0 +1,149 @@
+"""Compiled validators that answer fast and explain themselves.
+
+Every schema is compiled twice, once: jsonschema (the reference, whose errors we turn into
+readable :class:`Issue` objects) and jsonschema-rs, a Rust validator used only as a yes/no
+gate on the hot path. A valid instance costs one fast
+check; only an invalid one pays for jsonschema's error walk. ``tests/test_validation.py``
+checks with hypothesis that both engines always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema.exceptions
+import jsonschema_rs
+from jsonschema import Draft202012Validator
+from referencing import Registry
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, order=True)
+class Issue:
+    """One reason an instance does not match its schema.
+
+    ``path`` is a JSON path into the instance (``$.input.media[0].url``); ``keyword`` is the
+    JSON Schema keyword that failed; ``message`` says what was expected.
+    """
+
+    path: str
+    message: str
+    keyword: str
+    schema_path: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """Render instance path parts as a JSON path: ``$.input.media[0]['16:9']``."""
+    out = "$"
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.match(part):
+            out += f".{part}"
+        else:
+            out += "[" + json.dumps(part) + "]"
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _issues_from(error: jsonschema.exceptions.ValidationError) -> list[Issue]:
+    keyword = str(error.validator)
+    expected: Any = error.validator_value
+    where = list(error.absolute_path)
+    schema_path = "/".join(str(p) for p in error.absolute_schema_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    custom_messages = schema.get("x-errors", {})
+    custom = custom_messages.get(keyword)
+    if custom is None and keyword in ("minContains", "maxContains"):
+        custom = custom_messages.get("contains")
+    if custom:
+        return [Issue(json_path(where), custom, keyword, schema_path)]
+    if keyword == "required" and isinstance(error.instance, Mapping):
+        missing = [name for name in expected if name not in error.instance]
+        return [
+            Issue(json_path([*where, name]), f"'{name}' is required", keyword, schema_path)
+            for name in missing
+        ]
+    if keyword == "additionalProperties" and isinstance(error.instance, Mapping):
+        allowed = sorted(schema.get("properties", {}))
+        extra = [name for name in error.instance if name not in allowed]
+        return [
+            Issue(
+                json_path([*where, name]),
+                f"unexpected property '{name}' (allowed here: {', '.join(allowed)})",
+                keyword,
+                schema_path,
+            )
+            for name in extra
+        ]
+    if keyword in ("anyOf", "oneOf") and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        if best is not None and best.validator not in ("type", "const"):
+            return _issues_from(best)
+    if keyword == "enum":
+        allowed_values = ", ".join(json.dumps(v) for v in expected)
+        message = f"{_short(error.instance)} is not one of {allowed_values}"
+        return [Issue(json_path(where), message, keyword, schema_path)]
+    if keyword == "maxLength" and isinstance(error.instance, str):
+        message = (
+            f"is {len(error.instance)} characters long; at most {error.validator_value} allowed"
+        )
+        return [Issue(json_path(where), message, keyword, schema_path)]
+    if keyword == "pattern" and isinstance(error.instance, str):
+        message = f"{_short(error.instance)} does not match {error.validator_value}"
+        return [Issue(json_path(where), message, keyword, schema_path)]
+    return [Issue(json_path(where), error.message, keyword, schema_path)]
+
+
+class CompiledSchema:
+    """One schema, compiled once, validating instances into a sorted list of issues."""
+
+    def __init__(
+        self,
+        uri: str,
+        contents: Mapping[str, Any],
+        registry: Registry[Any],
+        fast_resources: Sequence[tuple[str, Any]] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.contents = contents
+        self.reference = Draft202012Validator(contents, registry=registry)
+        self.fast: Any = None
+        if fast_resources is not None:
+            self.fast = jsonschema_rs.validator_for(
+                dict(contents), registry=jsonschema_rs.Registry(list(fast_resources))
+            )
+
+    @property
+    def title(self) -> str:
+        return str(self.contents.get("title", self.uri))
+
+    def is_valid(self, instance: Any) -> bool:
+        if self.fast is not None:
+            return bool(self.fast.is_valid(instance))
+        return bool(self.reference.is_valid(instance))
+
+    def issues(self, instance: Any) -> list[Issue]:
+        """Every issue with the instance, sorted by path; empty when it is valid."""
+        if self.is_valid(instance):
+            return []
+        return self.reference_issues(instance)
+
+    def reference_issues(self, instance: Any) -> list[Issue]:
+        """The issues jsonschema alone finds (no fast gate): the ground truth."""
+        found: set[Issue] = set()
+        for error in self.reference.iter_errors(instance):
+            found.update(_issues_from(error))
+        return sorted(found)

@@ -1,0 +1,217 @@
+"""The control plane under /__admin/: health, journal, tasks and forced transitions, fault
+rules, the clock, reset. Answers are plain JSON (`{"error": ...}` on a mistake), never a
+provider's shape. A test id (header X-Wanmock-Test or ?test=) scopes what is seen and reset."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from mockserver.app import TEST_HEADER, AppState
+from mockserver.clock import ManualClock
+from mockserver.faults import FaultRule, RuleError
+from mockserver.tasks import EXPIRED, Task, TransitionError
+
+ACTIONS = ("advance", "succeed", "fail", "cancel", "expire")
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.wanmock
+    return state
+
+
+def _test_id(request: Request) -> str | None:
+    return request.query_params.get("test") or request.headers.get(TEST_HEADER)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise RuleError(f"the body is not JSON: {exc}") from exc
+
+
+def task_view(state: AppState, task: Task) -> dict[str, Any]:
+    now = state.now()
+    current = task.state_at(now)
+    profile = state.served[task.provider].profile
+    view = task.to_dict()
+    view["state"] = current
+    view["status_word"] = profile.word(current) if current in profile.provider.states else None
+    return view
+
+
+async def health(request: Request) -> JSONResponse:
+    state = _state(request)
+    config = state.config
+    return JSONResponse(
+        {
+            "status": "ok",
+            "providers": list(config.providers),
+            "timing": config.timing,
+            "clock": "manual" if isinstance(config.clock, ManualClock) else "system",
+            "now": state.now(),
+        }
+    )
+
+
+async def journal(request: Request) -> JSONResponse:
+    state, query = _state(request), request.query_params
+    test_id = _test_id(request)
+    entries = []
+    for entry in state.store.journal():
+        if test_id is not None and entry.test_id != test_id:
+            continue
+        if query.get("provider") and entry.provider != query["provider"]:
+            continue
+        if query.get("path") and query["path"] not in entry.path:
+            continue
+        if query.get("task") and entry.task_id != query["task"]:
+            continue
+        if query.get("endpoint") and entry.endpoint != query["endpoint"]:
+            continue
+        if query.get("status") and str(entry.status) != query["status"]:
+            continue
+        entries.append(entry.to_dict())
+    return JSONResponse({"entries": entries})
+
+
+async def tasks(request: Request) -> JSONResponse:
+    state = _state(request)
+    found = state.store.tasks(request.query_params.get("provider"), _test_id(request))
+    return JSONResponse({"tasks": [task_view(state, t) for t in found]})
+
+
+async def task_detail(request: Request) -> JSONResponse:
+    state = _state(request)
+    task = state.store.get(request.path_params["provider"], request.path_params["task_id"])
+    if task is None:
+        return _error(404, "no such task")
+    return JSONResponse(task_view(state, task))
+
+
+async def transition(request: Request) -> JSONResponse:
+    state = _state(request)
+    action = request.path_params["action"]
+    if action not in ACTIONS:
+        return _error(404, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+    task = state.store.get(request.path_params["provider"], request.path_params["task_id"])
+    if task is None:
+        return _error(404, "no such task")
+    try:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise RuleError("the body must be a JSON object")
+        now = state.now()
+        if action == "advance":
+            task.advance(now)
+        elif action == "succeed":
+            task.finish(now, "succeeded")
+        elif action == "fail":
+            code, message = body.get("code"), body.get("message")
+            if not all(v is None or isinstance(v, str) for v in (code, message)):
+                raise RuleError("code and message must be strings")
+            task.finish(now, "failed", code, message)
+        elif action == "cancel":
+            task.finish(now, "canceled")
+        elif task.state_at(now) != EXPIRED:
+            task.expire(now)
+    except TransitionError as exc:
+        return _error(409, str(exc))
+    except RuleError as exc:
+        return _error(400, str(exc))
+    state.store.save(task)
+    return JSONResponse(task_view(state, task))
+
+
+async def faults(request: Request) -> JSONResponse:
+    state = _state(request)
+    test_id = _test_id(request)
+    if request.method == "GET":
+        return JSONResponse({"rules": [r.to_dict() for r in state.faults.rules(test_id)]})
+    if request.method == "DELETE":
+        state.faults.clear(test_id)
+        return JSONResponse({"rules": []})
+    try:
+        body = await _json_body(request)
+        if isinstance(body, dict) and "test_id" not in body and test_id is not None:
+            body = {**body, "test_id": test_id}
+        rule = state.faults.add(FaultRule.parse(body))
+    except RuleError as exc:
+        return _error(400, str(exc))
+    return JSONResponse(rule.to_dict(), status_code=201)
+
+
+async def fault_detail(request: Request) -> JSONResponse:
+    if _state(request).faults.remove(request.path_params["rule_id"]):
+        return JSONResponse({"deleted": request.path_params["rule_id"]})
+    return _error(404, "no such rule")
+
+
+async def clock(request: Request) -> JSONResponse:
+    state = _state(request)
+    manual = isinstance(state.config.clock, ManualClock)
+    return JSONResponse({"clock": "manual" if manual else "system", "now": state.now()})
+
+
+async def clock_advance(request: Request) -> JSONResponse:
+    state = _state(request)
+    if not isinstance(state.config.clock, ManualClock):
+        return _error(409, "the server runs on the system clock; start it with --clock manual")
+    try:
+        body = await _json_body(request)
+    except RuleError as exc:
+        return _error(400, str(exc))
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= 10 * 365 * 86400
+    ):
+        return _error(400, 'the body must be {"seconds": <a non-negative number>}')
+    return JSONResponse({"clock": "manual", "now": state.config.clock.advance(float(seconds))})
+
+
+async def reset(request: Request) -> JSONResponse:
+    state = _state(request)
+    test_id = _test_id(request)
+    state.store.reset(test_id)
+    state.faults.clear(test_id)
+    if test_id is None:
+        state.limiter.reset()
+    return JSONResponse({"reset": test_id or "all"})
+
+
+def admin_routes() -> list[BaseRoute]:
+    return [
+        Route("/__admin/health", health, methods=["GET"]),
+        Route("/__admin/journal", journal, methods=["GET"]),
+        Route("/__admin/tasks", tasks, methods=["GET"]),
+        Route("/__admin/tasks/{provider}/{task_id}", task_detail, methods=["GET"]),
+        Route("/__admin/tasks/{provider}/{task_id}/{action}", transition, methods=["POST"]),
+        Route("/__admin/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/__admin/faults/{rule_id}", fault_detail, methods=["DELETE"]),
+        Route("/__admin/clock", clock, methods=["GET"]),
+        Route("/__admin/clock/advance", clock_advance, methods=["POST"]),
+        Route("/__admin/reset", reset, methods=["POST"]),
+        Route(
+            "/__admin/{rest:path}",
+            unknown,
+            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        ),
+    ]
+
+
+async def unknown(request: Request) -> JSONResponse:
+    return _error(404, f"no control-plane endpoint {request.method} {request.url.path}")

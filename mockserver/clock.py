@@ -1,0 +1,47 @@
+"""Time as a dependency: the lifecycle engine reads a clock it is given, never time.time()."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Seconds since the Unix epoch, as a float."""
+
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    """The real wall clock."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+class ManualClock:
+    """A clock that moves only when told to: tests and the control plane advance it."""
+
+    DEFAULT_START = 1_790_000_000.0  # 2026-09-21T12:53:20Z, a fixed, recognisable instant
+
+    def __init__(self, start: float = DEFAULT_START) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move forward by ``seconds`` (never backward); return the new time."""
+        if seconds < 0:
+            raise ValueError(f"a clock only moves forward; got {seconds} seconds")
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self._now})"

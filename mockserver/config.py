@@ -1,0 +1,80 @@
+"""Server configuration: which providers, which timing, which keys, and the knobs for
+behaviour the providers do not document (each default is stated in the README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mockserver.clock import Clock, SystemClock
+from schemas import catalog
+
+TIMINGS = ("instant", "fast", "realistic")
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a 20 MB image as base64 is about 27 MB
+
+
+def all_providers() -> tuple[str, ...]:
+    return tuple(sorted(catalog().providers))
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Per API key: at most ``rpm`` requests a minute and ``concurrency`` unfinished tasks."""
+
+    rpm: int | None = None
+    concurrency: int | None = None
+
+
+@dataclass
+class Options:
+    """Behaviour where the providers' documentation is silent (NOT FOUND), made configurable."""
+
+    # APIYI's creation-error envelope is not documented: "gateway" answers
+    # {"error": {"message", "type", "code"}}, "upstream" the DashScope {request_id, code, message}.
+    apiyi_error_shape: str = "gateway"
+    # AI/ML API shows statusCode as the string "429" in its only example.
+    aimlapi_status_code_as_string: bool = True
+    # HTTP status for an unknown or expired AI/ML API generation_id (not documented).
+    aimlapi_unknown_status: int = 404
+    # Status and code DashScope answers when X-DashScope-Async is missing (not documented).
+    dashscope_sync_status: int = 400
+    dashscope_sync_code: str = "InvalidParameter"
+    # Modellix task ids readable only with the key that created them (third-party source only).
+    modellix_tasks_per_key: bool = False
+    # How long a task stays queryable where the provider does not say (AI/ML API).
+    default_retention_seconds: float = 86_400.0
+    # Retention overrides by provider name (seconds), e.g. {"modellix": 604800}.
+    retention_seconds: dict[str, float] = field(default_factory=dict)
+    # Length of the output of a video edit with duration 0 (the input's length is unknown).
+    videoedit_source_seconds: float = 5.0
+    # Ratio of an image-to-video output (it follows the input image, which the mock cannot see).
+    i2v_ratio: str = "16:9"
+
+
+@dataclass
+class ServerConfig:
+    providers: tuple[str, ...] = field(default_factory=all_providers)
+    timing: str = "fast"
+    seed: int | None = None
+    keys: frozenset[str] | None = None  # None: any non-empty Bearer token except "invalid"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    clock: Clock = field(default_factory=SystemClock)
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
+    media_dir: Path | None = None  # None: a temporary directory for generated MP4s
+    media_max_bytes: int = 512 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        known = all_providers()
+        unknown = [p for p in self.providers if p not in known]
+        if unknown or not self.providers:
+            raise ValueError(f"unknown provider(s) {unknown}; known: {', '.join(known)}")
+        if self.timing not in TIMINGS:
+            raise ValueError(f"unknown timing {self.timing!r}; known: {', '.join(TIMINGS)}")
+        if self.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
+
+    def key_accepted(self, token: str) -> bool:
+        if self.keys is not None:
+            return token in self.keys
+        return bool(token) and token != "invalid"

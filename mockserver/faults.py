@@ -1,0 +1,118 @@
+"""Fault rules: scoped, counted instructions to misbehave (error, latency, dropped connection,
+or a task that will fail). A pure matcher; the app applies what it returns."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+ACTIONS = ("error", "latency", "drop", "fail")
+ENDPOINTS = ("submit", "poll", "cancel", "list", "download")
+
+
+class RuleError(ValueError):
+    """A fault rule that cannot be understood."""
+
+
+@dataclass
+class FaultRule:
+    action: str  # error | latency | drop | fail (the task created by a matching submit fails)
+    id: str = ""
+    provider: str | None = None
+    endpoint: str | None = None
+    model: str | None = None  # a kind (t2v) or the provider's model id
+    task_id: str | None = None
+    test_id: str | None = None
+    status: int | None = None  # error: HTTP status (the body is the provider's envelope)
+    code: str | None = None  # error/fail: the provider's error code
+    message: str | None = None
+    retry_after: float | None = None
+    latency_seconds: float = 0.0
+    count: int | None = None  # how many more times it fires; None: until removed
+    hits: int = 0
+
+    def matches(self, scope: Mapping[str, str | None]) -> bool:
+        for name in ("provider", "endpoint", "task_id", "test_id"):
+            wanted = getattr(self, name)
+            if wanted is not None and wanted != scope.get(name):
+                return False
+        return self.model is None or self.model in (scope.get("kind"), scope.get("model_id"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, data: Any) -> FaultRule:
+        if not isinstance(data, Mapping):
+            raise RuleError("a fault rule is a JSON object")
+        known = {f.name for f in fields(cls)} - {"id", "hits"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RuleError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+        try:
+            rule = cls(**data)
+        except TypeError as exc:
+            raise RuleError(str(exc)) from exc
+        if rule.action not in ACTIONS:
+            raise RuleError(f"action must be one of {ACTIONS}")
+        if rule.endpoint is not None and rule.endpoint not in ENDPOINTS:
+            raise RuleError(f"endpoint must be one of {ENDPOINTS}")
+        if rule.action == "error" and not (
+            isinstance(rule.status, int) and 400 <= rule.status <= 599
+        ):
+            raise RuleError("an error rule needs an integer status from 400 to 599")
+        if rule.count is not None and (not isinstance(rule.count, int) or rule.count < 1):
+            raise RuleError("count must be a positive integer")
+        if (
+            not isinstance(rule.latency_seconds, int | float)
+            or not 0 <= rule.latency_seconds <= 120
+        ):
+            raise RuleError("latency_seconds must be a number from 0 to 120")
+        if rule.retry_after is not None and (
+            not isinstance(rule.retry_after, int | float) or rule.retry_after < 0
+        ):
+            raise RuleError("retry_after must be a non-negative number")
+        return rule
+
+
+class FaultRules:
+    def __init__(self) -> None:
+        self._rules: list[FaultRule] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def add(self, rule: FaultRule) -> FaultRule:
+        with self._lock:
+            rule.id = f"rule-{next(self._ids)}"
+            self._rules.append(rule)
+        return rule
+
+    def remove(self, rule_id: str) -> bool:
+        with self._lock:
+            before = len(self._rules)
+            self._rules = [r for r in self._rules if r.id != rule_id]
+            return len(self._rules) < before
+
+    def rules(self, test_id: str | None = None) -> list[FaultRule]:
+        with self._lock:
+            return [r for r in self._rules if test_id is None or r.test_id == test_id]
+
+    def clear(self, test_id: str | None = None) -> None:
+        with self._lock:
+            self._rules = [r for r in self._rules if test_id is not None and r.test_id != test_id]
+
+    def take(self, scope: Mapping[str, str | None]) -> list[FaultRule]:
+        """The rules that fire for ``scope`` (counted; exhausted rules are dropped)."""
+        fired: list[FaultRule] = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(scope):
+                    rule.hits += 1
+                    if rule.count is not None:
+                        rule.count -= 1
+                    fired.append(rule)
+            self._rules = [r for r in self._rules if r.count is None or r.count > 0]
+        return fired

@@ -1,0 +1,19 @@
+"""One profile per provider. Adding a provider: its schema files, one module here, its tests."""
+
+from __future__ import annotations
+
+from mockserver.config import ServerConfig
+from mockserver.profiles.aimlapi import AimlApi
+from mockserver.profiles.apiyi import Apiyi
+from mockserver.profiles.base import Answer, Context, Profile, describe
+from mockserver.profiles.dashscope import DashScope
+from mockserver.profiles.modellix import Modellix
+
+PROFILES: dict[str, type[Profile]] = {p.name: p for p in (Modellix, AimlApi, Apiyi, DashScope)}
+
+
+def profile_for(name: str, config: ServerConfig) -> Profile:
+    return PROFILES[name](config)
+
+
+__all__ = ["PROFILES", "Answer", "Context", "Profile", "describe", "profile_for"]

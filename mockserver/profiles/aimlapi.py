@@ -1,0 +1,81 @@
+"""AI/ML API: one flat endpoint, the model in the body, lower-case resolutions."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from mockserver.errors import ApiError
+from mockserver.profiles.base import Answer, Context, Profile
+from mockserver.tasks import Task, VideoParams
+from schemas import Model
+
+ID_ALPHABET = string.ascii_letters + string.digits + "_-"  # ids look like "QC4qjlUKt8ZedNi7r09LM"
+
+
+class AimlApi(Profile):
+    name = "aimlapi"
+    STATUS: ClassVar[dict[str, int]] = {"insufficient_balance": 403}
+
+    def new_task_id(self, rng: random.Random) -> str:
+        return "".join(rng.choice(ID_ALPHABET) for _ in range(21))
+
+    def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:
+        duration = self.field(model, body, "/duration")
+        ratio = self.field(model, body, "/aspect_ratio") if model.kind == "t2v" else None
+        audio = (
+            bool(body.get("audio_url"))
+            or model.kind == "i2v"
+            or bool(self.field(model, body, "/generate_audio"))
+        )
+        prompt = body.get("prompt")
+        return VideoParams(
+            resolution=str(self.field(model, body, "/resolution") or "1080p").upper(),
+            ratio=str(ratio or self.options.i2v_ratio),
+            duration=float(duration or 10),
+            audio=audio,
+            prompt=prompt if isinstance(prompt, str) else None,
+        )
+
+    def submit_body(self, task: Task, ctx: Context) -> dict[str, Any]:
+        return {"id": task.id, "status": self.submit_word}
+
+    def poll_body(self, task: Task, state: str, ctx: Context) -> Answer:
+        if state == "canceled":  # AI/ML API documents no canceled state: shown as error
+            state = "failed"
+        body: dict[str, Any] = {"id": task.id, "status": self.word(state)}
+        if state == "succeeded":
+            body["video"] = {"url": ctx.result_url(task)}
+        elif state == "failed":
+            body["error"] = {
+                "name": task.error_code or "GenerationError",
+                "message": task.error_message or "The generation failed.",
+            }
+        return 200, body
+
+    def missing_task(self, task_id: str, ctx: Context) -> Answer:
+        error = ApiError(
+            "not_found", "Resource not found", status=self.options.aimlapi_unknown_status
+        )
+        return self.error_body(error, ctx)
+
+    def error_body(self, error: ApiError, ctx: Context) -> Answer:
+        documented = self.documented_message(error.status)
+        if error.kind in ("invalid_request", "invalid_json"):
+            message = f"{documented or 'Body validation error!'} {error.detail}"
+        else:
+            message = documented or error.detail
+        status: int | str = (
+            str(error.status) if self.options.aimlapi_status_code_as_string else error.status
+        )
+        now = datetime.fromtimestamp(ctx.now, tz=UTC)
+        return error.status, {
+            "message": message,
+            "path": ctx.path,
+            "requestId": ctx.request_id,
+            "statusCode": status,
+            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        }

@@ -1,0 +1,159 @@
+"""What every provider profile shares: model lookup, validation, defaults, ids, states.
+
+A profile is the edge where canonical tasks and errors become one provider's words and
+shapes. Paths, status words, model ids and defaults come from the catalog (schemas/); a
+profile module only says how that provider builds its bodies.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mockserver.config import ServerConfig
+from mockserver.errors import ApiError
+from mockserver.tasks import EXPIRED, Task, VideoParams
+from schemas import Issue, Model, catalog, resolve_pointer
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a profile needs to know about the request it is answering."""
+
+    now: float
+    base_url: str  # scheme://host[:port], no trailing slash
+    prefix: str  # where this provider is mounted ("" or "/dashscope")
+    path: str
+    request_id: str
+    result_url: Callable[[Task], str]
+
+
+Answer = tuple[int, dict[str, Any]]
+
+
+class Profile:
+    name: ClassVar[str]
+    # Canonical error kind -> this provider's HTTP status where it differs from DEFAULT_STATUS.
+    STATUS: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.options = config.options
+        self.provider = catalog().provider(self.name)
+        self.errors_doc = self.provider.documents["error.json"]
+
+    # -- catalog facts --------------------------------------------------------------------
+
+    def word(self, canonical: str) -> str:
+        return self.provider.states[canonical].word
+
+    @property
+    def submit_word(self) -> str:
+        """The status word of a successful submit (APIYI says PENDING, then polls say submitted)."""
+        doc = self.provider.documents["submit-response.json"]
+        node: Any = doc
+        for token in self.provider.task_fields["status_in_submit"].lstrip("/").split("/"):
+            node = self._deref(node)["properties"][token]
+        return str(self._deref(node).get("const", self.word("queued")))
+
+    @property
+    def retention_seconds(self) -> float:
+        configured = self.options.retention_seconds.get(self.name)
+        if configured is not None:
+            return configured
+        documented = self.provider.task_fields.get("retention_seconds")
+        return float(documented) if documented else self.options.default_retention_seconds
+
+    def _deref(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Follow a same-provider ``$ref`` (``defs.json#/$defs/x`` or ``#/$defs/x``) once."""
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return node
+        file, _, pointer = ref.partition("#")
+        doc = self.provider.documents[file] if file else node
+        target = resolve_pointer(doc, pointer) if pointer else doc
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return self._deref(merged)
+
+    def default(self, model: Model, pointer: str) -> Any:
+        """The documented ``default`` of the request field at ``pointer`` (None if none)."""
+        node: Mapping[str, Any] = self.provider.documents[model.schema_file]
+        for token in pointer.lstrip("/").split("/"):
+            node = self._deref(node).get("properties", {}).get(token, {})
+        return self._deref(node).get("default")
+
+    def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
+        """The request's value at ``pointer``, or the schema's default for it."""
+        try:
+            return resolve_pointer(body, pointer)
+        except (KeyError, IndexError, ValueError):
+            return self.default(model, pointer)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def model_for(self, path_params: Mapping[str, str], body: Mapping[str, Any]) -> Model:
+        given: Any = (
+            path_params.get("model", "") if self.provider.model_in_path else body.get("model")
+        )
+        if given is None:
+            raise ApiError("invalid_request", "'model' is required")
+        if not isinstance(given, str):
+            raise ApiError("invalid_request", f"'model' must be a string, not {given!r}")
+        model_id: str = given
+        model = self.provider.model_for_id(model_id)
+        if model is None:
+            offered = ", ".join(i for m in self.provider.models.values() for i in m.ids)
+            raise ApiError("unknown_model", f"model '{model_id}' not found; offered: {offered}")
+        return model
+
+    def validate(self, model: Model, body: Mapping[str, Any]) -> None:
+        issues = catalog().validate(self.name, "submit", body, kind=model.kind)
+        if issues:
+            raise ApiError("invalid_request", describe(issues), issues=issues)
+
+    def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:
+        raise NotImplementedError
+
+    # -- identity -------------------------------------------------------------------------
+
+    def new_task_id(self, rng: random.Random) -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    # -- responses ------------------------------------------------------------------------
+
+    def submit_body(self, task: Task, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def poll_body(self, task: Task, state: str, ctx: Context) -> Answer:
+        raise NotImplementedError
+
+    def missing_task(self, task_id: str, ctx: Context) -> Answer:
+        """The answer for an unknown or expired task id."""
+        raise NotImplementedError
+
+    def error_body(self, error: ApiError, ctx: Context) -> Answer:
+        raise NotImplementedError
+
+    def error_answer(self, error: ApiError, ctx: Context) -> Answer:
+        """The provider-shaped answer to ``error``, with this provider's status for its kind."""
+        if error.explicit_status is None and error.kind in self.STATUS:
+            error.status = self.STATUS[error.kind]
+        return self.error_body(error, ctx)
+
+    def answer(self, task: Task, ctx: Context) -> Answer:
+        state = task.state_at(ctx.now)
+        if state == EXPIRED:
+            return self.missing_task(task.id, ctx)
+        return self.poll_body(task, state, ctx)
+
+    def documented_message(self, key: str | int) -> str | None:
+        entry = self.errors_doc.get("x-codes", {}).get(str(key))
+        return entry.get("message") if isinstance(entry, Mapping) else None
+
+
+def describe(issues: list[Issue] | tuple[Issue, ...]) -> str:
+    """Validation issues as one line: ``$.a: message; $.b: message``."""
+    return "; ".join(f"{i.path}: {i.message}" for i in issues)

@@ -1,0 +1,76 @@
+"""Result videos: output sizes, signed expiring URLs, and what the result host answers.
+
+Result URLs point at the mock itself: ``/__files/<provider>/<task_id>.mp4?Expires=…&Signature=…``.
+The signature is an HMAC over provider, task id and expiry with a per-server secret, so a URL
+cannot be forged or extended; it expires with the task's retention, as the providers' do.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from mockserver.tasks import Task
+from schemas import catalog
+
+FILES_PREFIX = "/__files"
+
+
+@functools.cache
+def output_sizes() -> dict[str, dict[str, tuple[int, int]]]:
+    """Width x height by resolution tier and ratio, as documented upstream [D5a]."""
+    table = catalog().document("dashscope", "defs.json")["x-output-sizes"]
+    return {
+        res: {ratio: (int(w), int(h)) for ratio, (w, h) in row.items()}
+        for res, row in table.items()
+    }
+
+
+def output_size(resolution: str, ratio: str) -> tuple[int, int]:
+    return output_sizes()[resolution.upper()][ratio]
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    ok: bool
+    reason: str = ""  # "expired" | "signature" when not ok
+
+
+class ResultLinks:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _sign(self, provider: str, task_id: str, expires: int) -> str:
+        message = f"{provider}/{task_id}/{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    def url(self, base_url: str, task: Task, expires_at: float) -> str:
+        expires = int(expires_at)
+        query = urlencode(
+            {"Expires": expires, "Signature": self._sign(task.provider, task.id, expires)}
+        )
+        return f"{base_url}{FILES_PREFIX}/{task.provider}/{task.id}.mp4?{query}"
+
+    def check(
+        self, provider: str, task_id: str, expires: str | None, signature: str | None, now: float
+    ) -> LinkCheck:
+        if not expires or not signature or not expires.isdigit():
+            return LinkCheck(False, "signature")
+        expected = self._sign(provider, task_id, int(expires))
+        if not hmac.compare_digest(expected, signature):
+            return LinkCheck(False, "signature")
+        if now >= int(expires):
+            return LinkCheck(False, "expired")
+        return LinkCheck(True)
+
+
+def storage_error(code: str, message: str, request_id: str) -> str:
+    """An object-storage style XML error, as a pre-signed OSS URL answers (APIYI, DashScope)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{request_id}</RequestId><HostId>wanmock</HostId></Error>\n"
+    )

@@ -1,0 +1,71 @@
+"""Match a request to a manifest endpoint: a pure router, strict by default.
+
+Path templates come from each provider's manifest: ``{task_id}`` matches one segment,
+``{model}`` a model id that may contain ``/``. Nothing else matches: an unmatched path is a
+404 and a known path with the wrong method a 405, both in the provider's own shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from schemas import Endpoint, Provider
+
+PLACEHOLDERS = {"task_id": r"[^/]+", "model": r"[^?#]+?"}
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: Endpoint
+    template: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Match:
+    endpoint: Endpoint
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class WrongMethod:
+    allowed: tuple[str, ...]
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    out, pos = "", 0
+    for found in re.finditer(r"\{(\w+)\}", template):
+        out += re.escape(template[pos : found.start()])
+        out += f"(?P<{found.group(1)}>{PLACEHOLDERS[found.group(1)]})"
+        pos = found.end()
+    return re.compile("^" + out + re.escape(template[pos:]) + "$")
+
+
+class Router:
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.routes = [
+            Route(endpoint, template, compile_template(template))
+            for endpoint in provider.endpoints.values()
+            for template in endpoint.paths
+        ]
+        # A submit path such as /api/v1/{model}/async must win over /api/v1/{model}.
+        self.routes.sort(key=lambda r: -len(r.template))
+
+    def match(self, method: str, path: str) -> Match | WrongMethod | None:
+        allowed: list[str] = []
+        for route in self.routes:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            if route.endpoint.method == method or (
+                method == "HEAD" and route.endpoint.method == "GET"
+            ):
+                return Match(route.endpoint, found.groupdict())
+            allowed.append(route.endpoint.method)
+        return WrongMethod(tuple(sorted(set(allowed)))) if allowed else None
+
+    def claims(self, path: str) -> bool:
+        """Whether any of this provider's templates matches ``path`` (for root dispatch)."""
+        return any(r.pattern.match(path) for r in self.routes)

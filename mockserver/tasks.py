@@ -1,0 +1,124 @@
+"""Tasks and their lifecycle: pure data and arithmetic on an injected clock, no I/O.
+
+A task's state is never stored; it is computed from three instants and a final state:
+
+    created_at ── queued ──> started_at ── running ──> finished_at ── final state (sticky)
+
+Forced transitions (the control plane) move those instants to "now"; they never rewrite the
+past, so a state a client has seen stays seen, and terminal states are sticky. A task expires
+(the provider then answers as it does for an unknown id) ``retention_seconds`` after it was
+created, or when the control plane expires it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from schemas import TERMINAL_STATES
+
+EXPIRED = "expired"
+
+
+class TransitionError(ValueError):
+    """A forced transition that the lifecycle does not allow (e.g. failing a finished task)."""
+
+
+@dataclass(frozen=True)
+class VideoParams:
+    """What the result must look like, normalised from any provider's request."""
+
+    resolution: str  # "720P" | "1080P"
+    ratio: str  # "16:9" | "9:16" | "1:1" | "4:3" | "3:4"
+    duration: float  # seconds of output video
+    audio: bool  # the provider would produce a sound track
+    prompt: str | None = None
+
+
+@dataclass
+class Task:
+    id: str
+    provider: str
+    kind: str
+    model_id: str
+    params: VideoParams
+    created_at: float
+    started_at: float
+    finished_at: float
+    final_state: str = "succeeded"  # succeeded | failed | canceled
+    error_code: str | None = None
+    error_message: str | None = None
+    expired_at: float | None = None
+    retention_seconds: float | None = None
+    test_id: str | None = None
+    owner: str = ""  # fingerprint of the API key that created the task
+    request: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # creation order, for listing
+
+    # -- reading --------------------------------------------------------------------------
+
+    def state_at(self, now: float) -> str:
+        """The canonical state at ``now``, or ``"expired"``."""
+        if self.is_expired(now):
+            return EXPIRED
+        if now >= self.finished_at:
+            return self.final_state
+        if now >= self.started_at:
+            return "running"
+        return "queued"
+
+    def is_expired(self, now: float) -> bool:
+        if self.expired_at is not None and now >= self.expired_at:
+            return True
+        return (
+            self.retention_seconds is not None and now >= self.created_at + self.retention_seconds
+        )
+
+    def is_terminal(self, now: float) -> bool:
+        return self.state_at(now) in TERMINAL_STATES | {EXPIRED}
+
+    # -- forced transitions ---------------------------------------------------------------
+
+    def advance(self, now: float) -> str:
+        """Move to the next state now: queued -> running, running -> its final state."""
+        state = self.state_at(now)
+        if state == "queued":
+            run = self.finished_at - self.started_at
+            self.started_at, self.finished_at = now, now + run
+        elif state == "running":
+            self.finished_at = now
+        else:
+            raise TransitionError(
+                f"task {self.id} is {state}; only queued or running tasks advance"
+            )
+        return self.state_at(now)
+
+    def finish(
+        self, now: float, state: str, code: str | None = None, message: str | None = None
+    ) -> None:
+        """End the task now in ``state`` (succeeded, failed or canceled)."""
+        if state not in ("succeeded", "failed", "canceled"):
+            raise TransitionError(f"cannot finish a task as {state!r}")
+        current = self.state_at(now)
+        if current in TERMINAL_STATES | {EXPIRED}:
+            raise TransitionError(
+                f"task {self.id} is already {current}; terminal states are sticky"
+            )
+        self.started_at = min(self.started_at, now)
+        self.finished_at = now
+        self.final_state = state
+        self.error_code, self.error_message = (code, message) if state == "failed" else (None, None)
+
+    def expire(self, now: float) -> None:
+        self.expired_at = now if self.expired_at is None else min(self.expired_at, now)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        values = dict(data)
+        values["params"] = VideoParams(**values["params"])
+        return cls(**values)

@@ -7,6 +7,7 @@ profile module only says how that provider builds its bodies.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Callable, Mapping
@@ -106,7 +107,11 @@ class Profile:
         model = self.provider.model_for_id(model_id)
         if model is None:
             offered = ", ".join(i for m in self.provider.models.values() for i in m.ids)
-            raise ApiError("unknown_model", f"model '{model_id}' not found; offered: {offered}")
+            if self.provider.model_in_path:  # an unknown path: "model not found" [M5][M6]
+                raise ApiError("unknown_model", f"model '{model_id}' not found; offered: {offered}")
+            raise ApiError(
+                "invalid_request", f"$.model: {json.dumps(model_id)} is not one of {offered}"
+            )
         return model
 
     def validate(self, model: Model, body: Mapping[str, Any]) -> None:

@@ -70,6 +70,7 @@ class DashScope(Profile):
         "unsupported_media_type": 400,
         "payload_too_large": 400,
         "unknown_model": 400,
+        "conflict": 400,
     }
 
     def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:

@@ -1,0 +1,159 @@
+"""`wanmock serve` over a real socket: the seed pages' request examples get 200 in each
+provider's shape, polling reaches success, and the MP4 matches the request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from mockserver.media import probe
+from mockserver.results import output_size
+from schemas import catalog, resolve_pointer
+from schemas.catalog import ROOT
+from tests.conftest import submit_headers
+
+pytestmark = pytest.mark.slow
+
+SEED_CASES = {
+    "modellix": ["t2v-seed", "i2v-seed", "videoedit-seed"],
+    "apiyi": ["valid_i2v_seed_curl", "valid_i2v_seed_code_example"],
+    "aimlapi": ["valid-submit-i2v-seed-example"],
+}
+
+
+def seed_case(provider: str, name: str) -> dict[str, Any]:
+    return json.loads((ROOT / "corpus" / provider / f"{name}.json").read_text())  # type: ignore[no-any-return]
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.banner = [self.process.stdout.readline()]
+        self.origin = self.banner[0].rsplit(" on ", 1)[-1].strip()
+        assert self.origin.startswith("http://127.0.0.1:"), self.banner
+        self.client = httpx.Client(base_url=self.origin, timeout=10)
+        deadline = time.monotonic() + 20
+        while True:  # poll for readiness; never sleep and hope
+            try:
+                if self.client.get("/__admin/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"server did not become ready: {self.banner}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.communicate(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    s = Server("--timing", "fast", "--clock", "manual", "--seed", "1")
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize(
+    ("provider", "case_name"), [(p, n) for p, names in SEED_CASES.items() for n in names]
+)
+def test_seed_example_runs_to_a_real_video_over_a_socket(server: Server, provider: str, case_name: str) -> None:
+    case = seed_case(provider, case_name)
+    p = catalog().provider(provider)
+    model = p.models[case["model"]]
+    path = p.endpoints["submit"].paths[0].replace("{model}", model.id)
+    submitted = server.client.post(path, json=case["instance"], headers=submit_headers(provider))
+    assert submitted.status_code == 200, submitted.text
+    assert catalog().validate(provider, "submit-response", submitted.json()) == []
+    task_id = resolve_pointer(submitted.json(), p.task_fields["id_in_submit"])
+
+    advanced = server.client.post("/__admin/clock/advance", json={"seconds": 5})
+    assert advanced.status_code == 200
+    poll_endpoint = p.endpoints["poll"]
+    poll = server.client.get(
+        poll_endpoint.paths[0].replace("{task_id}", task_id),
+        params={k: v.replace("{task_id}", task_id) for k, v in poll_endpoint.query.items()},
+        headers=submit_headers(provider),
+    )
+    assert poll.status_code == 200
+    assert catalog().validate(provider, "poll-response", poll.json()) == []
+    assert resolve_pointer(poll.json(), p.task_fields["status_in_poll"]) == p.states["succeeded"].word
+
+    url = resolve_pointer(poll.json(), p.task_fields["result_url_in_poll"])
+    assert url.startswith(server.origin)
+    video = httpx.get(url, timeout=30)  # no Authorization: the result host is pre-signed
+    assert video.status_code == 200
+    info = probe(video.content)
+    task = server.client.get(f"/__admin/tasks/{provider}/{task_id}").json()
+    params = task["params"]
+    assert (info["width"], info["height"]) == output_size(params["resolution"], params["ratio"])
+    assert abs(info["duration"] - params["duration"]) <= 0.125
+
+
+def test_serve_prints_every_provider_base_url(server: Server) -> None:
+    assert server.process.stdout is not None
+    providers = catalog().providers
+    assert all(name in server.banner[0] for name in providers)
+
+
+def test_one_provider_is_served_at_the_root() -> None:
+    s = Server("--provider", "dashscope", "--timing", "instant")
+    try:
+        path = catalog().provider("dashscope").endpoints["submit"].paths[0]
+        body = {"model": "wan2.7-t2v", "input": {"prompt": "a cat"}}
+        created = s.client.post(path, json=body, headers=submit_headers("dashscope"))
+        assert created.status_code == 200
+        task_id = created.json()["output"]["task_id"]
+        polled = s.client.get(f"/api/v1/tasks/{task_id}", headers=submit_headers("dashscope"))
+        assert polled.json()["output"]["task_status"] == "SUCCEEDED"
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider", "openai"], "invalid choice"),
+        (["--store", "redis://localhost:6379/0"], "unsupported --store"),
+        (["--timing", "slow"], "invalid choice"),
+    ],
+)
+def test_serve_refuses_bad_options_clearly(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_keys_file_restricts_accepted_keys(tmp_path: Any) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team keys\nk-one\n")
+    s = Server("--keys", str(keys), "--provider", "modellix")
+    try:
+        body = {"prompt": "a cat"}
+        ok = s.client.post("/api/v1/alibaba/wan2.7-t2v/async", json=body, headers={"Authorization": "Bearer k-one"})
+        refused = s.client.post("/api/v1/alibaba/wan2.7-t2v/async", json=body, headers={"Authorization": "Bearer test-key"})
+        assert ok.status_code == 200
+        assert refused.status_code == 401
+        assert refused.json()["message"].startswith("Authentication failed: ")
+    finally:
+        s.stop()

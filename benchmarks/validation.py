@@ -103,9 +103,7 @@ def main() -> None:
         schema = cat.load(provider, "submit", kind)
         ref = rate(lambda s=schema, b=body: s.reference.is_valid(b), args.seconds)
         fast = rate(lambda s=schema, b=body: s.fast.is_valid(b), args.seconds)
-        full = rate(
-            lambda p=provider, k=kind, b=body: cat.validate(p, "submit", b, kind=k), args.seconds
-        )
+        full = rate(lambda p=provider, k=kind, b=body: cat.validate(p, "submit", b, kind=k), args.seconds)
         print(f"{label:<30} {ref:>18,.0f}/s {fast:>18,.0f}/s {full:>18,.0f}/s")
 
 

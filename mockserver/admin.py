@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from mockserver.app import TEST_HEADER, AppState
 from mockserver.clock import ManualClock
@@ -17,6 +17,9 @@ from mockserver.faults import FaultRule, RuleError
 from mockserver.tasks import EXPIRED, Task, TransitionError
 
 ACTIONS = ("advance", "succeed", "fail", "cancel", "expire")
+FAIL_FIELDS = ("code", "message")
+ALL_ADMIN_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+MAX_ADVANCE_SECONDS = 10 * 365 * 86400
 
 
 def _state(request: Request) -> AppState:
@@ -113,6 +116,11 @@ async def transition(request: Request) -> JSONResponse:
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise RuleError("the body must be a JSON object")
+        allowed = FAIL_FIELDS if action == "fail" else ()
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            known = f"known: {', '.join(allowed)}" if allowed else f"{action} takes no fields"
+            raise RuleError(f"unknown field(s) {unknown}; {known}")
         now = state.now()
         if action == "advance":
             task.advance(now)
@@ -125,7 +133,9 @@ async def transition(request: Request) -> JSONResponse:
             task.finish(now, "failed", code, message)
         elif action == "cancel":
             task.finish(now, "canceled")
-        elif task.state_at(now) != EXPIRED:
+        elif task.state_at(now) == EXPIRED:
+            raise TransitionError(f"task {task.id} is already expired")
+        else:
             task.expire(now)
     except TransitionError as exc:
         return _error(409, str(exc))
@@ -174,12 +184,11 @@ async def clock_advance(request: Request) -> JSONResponse:
     except RuleError as exc:
         return _error(400, str(exc))
     seconds = body.get("seconds") if isinstance(body, dict) else None
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not 0 <= seconds <= 10 * 365 * 86400
-    ):
-        return _error(400, 'the body must be {"seconds": <a non-negative number>}')
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_ADVANCE_SECONDS:
+        return _error(
+            400,
+            f'the body must be {{"seconds": <a non-negative number>}}, at most {MAX_ADVANCE_SECONDS} (ten years)',
+        )
     return JSONResponse({"clock": "manual", "now": state.config.clock.advance(float(seconds))})
 
 
@@ -193,25 +202,40 @@ async def reset(request: Request) -> JSONResponse:
     return JSONResponse({"reset": test_id or "all"})
 
 
-def admin_routes() -> list[BaseRoute]:
-    return [
-        Route("/__admin/health", health, methods=["GET"]),
-        Route("/__admin/journal", journal, methods=["GET"]),
-        Route("/__admin/tasks", tasks, methods=["GET"]),
-        Route("/__admin/tasks/{provider}/{task_id}", task_detail, methods=["GET"]),
-        Route("/__admin/tasks/{provider}/{task_id}/{action}", transition, methods=["POST"]),
-        Route("/__admin/faults", faults, methods=["GET", "POST", "DELETE"]),
-        Route("/__admin/faults/{rule_id}", fault_detail, methods=["DELETE"]),
-        Route("/__admin/clock", clock, methods=["GET"]),
-        Route("/__admin/clock/advance", clock_advance, methods=["POST"]),
-        Route("/__admin/reset", reset, methods=["POST"]),
-        Route(
-            "/__admin/{rest:path}",
-            unknown,
-            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-        ),
-    ]
+ROUTES = [
+    Route("/__admin/health", health, methods=["GET"]),
+    Route("/__admin/journal", journal, methods=["GET"]),
+    Route("/__admin/tasks", tasks, methods=["GET"]),
+    Route("/__admin/tasks/{provider}/{task_id}", task_detail, methods=["GET"]),
+    Route("/__admin/tasks/{provider}/{task_id}/{action}", transition, methods=["POST"]),
+    Route("/__admin/faults", faults, methods=["GET", "POST", "DELETE"]),
+    Route("/__admin/faults/{rule_id}", fault_detail, methods=["DELETE"]),
+    Route("/__admin/clock", clock, methods=["GET"]),
+    Route("/__admin/clock/advance", clock_advance, methods=["POST"]),
+    Route("/__admin/reset", reset, methods=["POST"]),
+]
 
 
 async def unknown(request: Request) -> JSONResponse:
+    """404 for a path the control plane does not have; 405 (with Allow) for a wrong method."""
+    allowed = sorted(
+        {
+            method
+            for route in ROUTES
+            if route.methods and route.matches(request.scope)[0] is not Match.NONE
+            for method in route.methods
+        }
+    )
+    if allowed:
+        response = _error(405, f"{request.method} not allowed here; allowed: {', '.join(allowed)}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return _error(404, f"no control-plane endpoint {request.method} {request.url.path}")
+
+
+def admin_routes() -> list[BaseRoute]:
+    return [
+        *ROUTES,
+        Route("/__admin", unknown, methods=ALL_ADMIN_METHODS),
+        Route("/__admin/{rest:path}", unknown, methods=ALL_ADMIN_METHODS),
+    ]

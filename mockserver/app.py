@@ -13,8 +13,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 import secrets
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,8 +43,8 @@ from mockserver.tasks import Task
 log = logging.getLogger("wanmock")
 TEST_HEADER = "x-wanmock-test"
 ROOT_PROVIDERS = ("modellix", "aimlapi", "apiyi")  # their paths do not collide
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 JOURNAL_STRING_LIMIT = 256
+JOURNAL_DEPTH_LIMIT = 32
 
 
 class ConnectionDropped(Exception):
@@ -98,23 +100,26 @@ def scrubbed_headers(request: Request) -> dict[str, str]:
     return out
 
 
-def shorten(value: Any) -> Any:
-    """A copy of a JSON value fit for the journal: long strings (data URIs) cut short."""
+def shorten(value: Any, depth: int = 0) -> Any:
+    """A copy of a JSON value fit for the journal: long strings (data URIs) cut short, deep
+    nesting cut off, NaN and Infinity spelt as strings (the control plane answers strict JSON)."""
     if isinstance(value, str) and len(value) > JOURNAL_STRING_LIMIT:
         return value[:JOURNAL_STRING_LIMIT] + f"...<{len(value)} characters>"
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, dict | list) and depth >= JOURNAL_DEPTH_LIMIT:
+        return f"<nested deeper than {JOURNAL_DEPTH_LIMIT} levels>"
     if isinstance(value, dict):
-        return {k: shorten(v) for k, v in value.items()}
+        return {k: shorten(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [shorten(v) for v in value]
+        return [shorten(v, depth + 1) for v in value]
     return value
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(
-            "payload_too_large", f"request body is {declared} bytes; at most {limit} accepted"
-        )
+        raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -128,13 +133,12 @@ def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ApiError(
-            "invalid_json", f"the body is not UTF-8 ({exc.reason} at byte {exc.start})"
-        ) from exc
+        raise ApiError("invalid_json", f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
-        raise ApiError(
-            "invalid_json", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
+        raise ApiError("invalid_json", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except ValueError as exc:  # an integer with more digits than Python converts
+        limit = sys.get_int_max_str_digits()
+        raise ApiError("invalid_json", f"invalid JSON: a number has more than {limit} digits") from exc
     except RecursionError as exc:
         raise ApiError("invalid_json", "invalid JSON: nested too deeply") from exc
 
@@ -165,9 +169,7 @@ class ProviderHandler:
         base = str(request.base_url).rstrip("/")
 
         def result_url(task: Task) -> str:
-            return self.state.links.url(
-                base, task, task.created_at + self.profile.retention_seconds
-            )
+            return self.state.links.url(base, task, task.created_at + self.profile.retention_seconds)
 
         return Context(now, base, prefix, request.url.path, self.state.request_id(), result_url)
 
@@ -189,12 +191,8 @@ class ProviderHandler:
             self.journal(request, ctx, 0, None, test_id, entry)
             return DroppedResponse()
         except Exception:  # a bug must still answer in the provider's shape, never a bare 500
-            log.exception(
-                "wanmock: internal error answering %s %s", request.method, request.url.path
-            )
-            status, body = self.profile.error_answer(
-                ApiError("server_error", "wanmock internal error"), ctx
-            )
+            log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
+            status, body = self.profile.error_answer(ApiError("server_error", "wanmock internal error"), ctx)
             headers = {}
         self.journal(request, ctx, status, body, test_id, entry)
         if request.method == "HEAD":
@@ -236,29 +234,21 @@ class ProviderHandler:
             raise ApiError("not_found", f"no such endpoint: {request.method} {path}")
         if isinstance(found, WrongMethod):
             allowed = ", ".join(found.allowed)
-            raise ApiError(
-                "method_not_allowed", f"{request.method} not allowed; allowed: {allowed}"
-            )
+            raise ApiError("method_not_allowed", f"{request.method} not allowed; allowed: {allowed}")
         entry["endpoint"] = found.endpoint.name
         token = bearer_token(request)
         if not token or not self.state.config.key_accepted(token):
             detail = "missing Authorization header" if token is None else "invalid API key"
             raise ApiError("unauthorized", detail)
         owner = fingerprint(token)
-        raw = (
-            await read_body(request, self.state.config.max_body_bytes)
-            if request.method == "POST"
-            else b""
-        )
+        raw = await read_body(request, self.state.config.max_body_bytes) if request.method == "POST" else b""
         body: Any = None
         if raw:
             try:
                 body = json.loads(raw)
             except (ValueError, RecursionError):
                 body = None
-            entry["request_body"] = (
-                shorten(body) if body is not None else shorten(raw.decode("utf-8", "replace"))
-            )
+            entry["request_body"] = shorten(body) if body is not None else shorten(raw.decode("utf-8", "replace"))
         task_id = self.task_id_of(found, request)
         entry["task_id"] = task_id
         fired = await self.apply_faults(found, body, task_id, test_id, ctx)
@@ -286,9 +276,7 @@ class ProviderHandler:
     async def apply_faults(
         self, found: Match, body: Any, task_id: str | None, test_id: str | None, ctx: Context
     ) -> list[FaultRule]:
-        model_id = found.params.get("model") or (
-            body.get("model") if isinstance(body, dict) else None
-        )
+        model_id = found.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
         if model_id is None and task_id is not None:
             task = self.state.store.get(self.name, task_id)
             model_id = task.model_id if task else None
@@ -331,9 +319,7 @@ class ProviderHandler:
         fail_rules: list[FaultRule],
     ) -> tuple[int, Any, dict[str, str]]:
         unfinished = sum(
-            1
-            for t in self.state.store.tasks(self.name)
-            if t.owner == owner and not t.is_terminal(ctx.now)
+            1 for t in self.state.store.tasks(self.name) if t.owner == owner and not t.is_terminal(ctx.now)
         )
         self.state.limiter.check(self.name, owner, ctx.now, unfinished)
         for header, value in found.endpoint.headers.items():
@@ -343,22 +329,16 @@ class ProviderHandler:
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != expected:
             shown = content_type or "none"
-            raise ApiError(
-                "unsupported_media_type", f"Content-Type must be {expected}, got {shown}"
-            )
+            raise ApiError("unsupported_media_type", f"Content-Type must be {expected}, got {shown}")
         if not raw:
             raise ApiError("invalid_json", "the request body is empty")
         body = parse_json(raw)
         if not isinstance(body, dict):
-            raise ApiError(
-                "invalid_request", f"the body must be a JSON object, not {type(body).__name__}"
-            )
+            raise ApiError("invalid_request", f"the body must be a JSON object, not {type(body).__name__}")
         model = self.profile.model_for(found.params, body)
         self.profile.validate(model, body)
         params = self.profile.video_params(model, body)
-        queue, run = timing.plan(
-            self.state.config.timing, self.profile.provider, model.kind, params, self.state.rng
-        )
+        queue, run = timing.plan(self.state.config.timing, self.profile.provider, model.kind, params, self.state.rng)
         requested_id = found.params.get("model") or body.get("model") or model.id
         task = Task(
             id=self.profile.new_task_id(self.state.rng),
@@ -385,16 +365,10 @@ class ProviderHandler:
         entry["task_id"] = task.id
         return 200, self.profile.submit_body(task, ctx), {}
 
-    def poll(
-        self, task_id: str | None, ctx: Context, owner: str
-    ) -> tuple[int, Any, dict[str, str]]:
+    def poll(self, task_id: str | None, ctx: Context, owner: str) -> tuple[int, Any, dict[str, str]]:
         assert task_id is not None  # the poll endpoint always names one
         task = self.state.store.get(self.name, task_id)
-        hidden = (
-            task is not None
-            and self.name == "modellix"
-            and self.state.config.options.modellix_tasks_per_key
-        )
+        hidden = task is not None and self.name == "modellix" and self.state.config.options.modellix_tasks_per_key
         if task is None or (hidden and task.owner != owner):
             status, body = self.profile.missing_task(task_id, ctx)
         else:
@@ -417,9 +391,7 @@ class ProviderHandler:
         self.state.store.save(task)
         return 200, {"request_id": ctx.request_id}, {}
 
-    def list_tasks(
-        self, request: Request, ctx: Context, test_id: str | None
-    ) -> tuple[int, Any, dict[str, str]]:
+    def list_tasks(self, request: Request, ctx: Context, test_id: str | None) -> tuple[int, Any, dict[str, str]]:
         query = request.query_params
         try:
             page_no = int(query.get("page_no", "1"))
@@ -472,9 +444,7 @@ class Dispatcher:
             for handler in roots:
                 if handler.router.claims(path):
                     return handler, "", path
-            guess = {"api": "modellix", "v2": "aimlapi", "wan": "apiyi", "v1": "apiyi"}.get(
-                head, "modellix"
-            )
+            guess = {"api": "modellix", "v2": "aimlapi", "wan": "apiyi", "v1": "apiyi"}.get(head, "modellix")
             return (
                 self.handlers.get(guess, roots[0] if roots else next(iter(self.handlers.values()))),
                 "",
@@ -483,8 +453,28 @@ class Dispatcher:
         return next(iter(self.handlers.values())), "", path
 
     async def endpoint(self, request: Request) -> Response:
+        if request.url.path == FILES_PREFIX or request.url.path.startswith(FILES_PREFIX + "/"):
+            return no_such_file(self.state, request)
         handler, prefix, path = self.resolve(request.url.path)
         return await handler.handle(request, prefix, path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Mounted as an ASGI app, so every method (TRACE, PROPFIND...) reaches the provider's
+        router and is answered in its shape; a function route would only take listed ones."""
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def no_such_file(state: AppState, request: Request) -> Response:
+    """The result host's XML for anything but GET/HEAD /__files/<provider>/<name>: a nested or
+    traversing name is no key, another method is not allowed; never a provider's envelope."""
+    request_id = state.request_id().upper().replace("-", "")[:24]
+    if request.method in ("GET", "HEAD"):
+        body = storage_error("NoSuchKey", "The specified key does not exist.", request_id)
+        return Response(body, 404, media_type="application/xml")
+    message = "The specified method is not allowed against this resource."
+    body = storage_error("MethodNotAllowed", message, request_id)
+    return Response(body, 405, headers={"Allow": "GET, HEAD"}, media_type="application/xml")
 
 
 async def download(request: Request) -> Response:
@@ -495,9 +485,7 @@ async def download(request: Request) -> Response:
     now = state.now()
 
     def refuse(status: int, code: str, message: str) -> Response:
-        return Response(
-            storage_error(code, message, request_id), status, media_type="application/xml"
-        )
+        return Response(storage_error(code, message, request_id), status, media_type="application/xml")
 
     served = state.served.get(provider)
     if served is None or not name.endswith(".mp4"):
@@ -517,25 +505,18 @@ async def download(request: Request) -> Response:
         elif rule.action == "drop":
             return DroppedResponse()
         elif rule.action == "error" and rule.status:
-            return refuse(
-                rule.status, rule.code or "InternalError", rule.message or "wanmock fault rule"
-            )
-    if (
-        served.profile.provider.task_fields.get("result_auth") == "forbidden"
-        and "authorization" in request.headers
-    ):
+            return refuse(rule.status, rule.code or "InternalError", rule.message or "wanmock fault rule")
+    if served.profile.provider.task_fields.get("result_auth") == "forbidden" and "authorization" in request.headers:
         return refuse(
             403,
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.",
         )
-    check = state.links.check(
-        provider,
-        task_id,
-        request.query_params.get("Expires"),
-        request.query_params.get("Signature"),
-        now,
-    )
+    expires = request.query_params.get("Expires")
+    signature = request.query_params.get("Signature")
+    if not (expires or "").isascii() or len(expires or "") > 20 or not (signature or "").isascii():
+        expires = signature = None  # not what a signed link carries (int() and hmac would raise)
+    check = state.links.check(provider, task_id, expires, signature, now)
     if not check.ok:
         if check.reason == "expired":
             return refuse(403, "AccessDenied", "Request has expired.")
@@ -544,9 +525,7 @@ async def download(request: Request) -> Response:
     if task is None or task.state_at(now) != "succeeded":
         return refuse(404, "NoSuchKey", "The specified key does not exist.")
     width, height = output_size(task.params.resolution, task.params.ratio)
-    spec = VideoSpec(
-        width=width, height=height, duration=task.params.duration, audio=task.params.audio
-    )
+    spec = VideoSpec(width=width, height=height, duration=task.params.duration, audio=task.params.audio)
     path = await run_in_threadpool(state.media.path_for, spec)
     return file_response(path, request)
 
@@ -573,7 +552,7 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
     routes = [
         *admin_routes(),
         Route(FILES_PREFIX + "/{provider}/{name}", download, methods=["GET", "HEAD"]),
-        Route("/{path:path}", dispatcher.endpoint, methods=ALL_METHODS),
+        Route("/{path:path}", dispatcher),
     ]
 
     @contextlib.asynccontextmanager

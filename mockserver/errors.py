@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from schemas import Issue
 
+DETAIL_LIMIT = 4096
+
 # kind -> the HTTP status used when the provider profile does not say otherwise
 DEFAULT_STATUS = {
     "invalid_request": 400,
@@ -49,6 +51,8 @@ class ApiError(Exception):
     ) -> None:
         if kind not in DEFAULT_STATUS:
             raise ValueError(f"unknown error kind {kind!r}")
+        if len(detail) > DETAIL_LIMIT:  # a message quoting a client's huge value stays readable
+            detail = detail[:DETAIL_LIMIT] + f"...<{len(detail)} characters>"
         super().__init__(detail)
         self.kind = kind
         self.detail = detail

@@ -9,8 +9,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from schemas import catalog
+
 ACTIONS = ("error", "latency", "drop", "fail")
 ENDPOINTS = ("submit", "poll", "cancel", "list", "download")
+# At most one of these fires per request: the first matching rule (in creation order) wins and
+# the others keep their counts, so a rule is never used up without having any effect.
+TERMINAL_ACTIONS = ("error", "drop")
+STRING_FIELDS = ("provider", "endpoint", "model", "task_id", "test_id", "code", "message")
 
 
 class RuleError(ValueError):
@@ -35,6 +41,8 @@ class FaultRule:
     hits: int = 0
 
     def matches(self, scope: Mapping[str, str | None]) -> bool:
+        if self.action == "fail" and scope.get("endpoint") != "submit":
+            return False  # only a submit creates the task a fail rule is about
         for name in ("provider", "endpoint", "task_id", "test_id"):
             wanted = getattr(self, name)
             if wanted is not None and wanted != scope.get(name):
@@ -52,30 +60,55 @@ class FaultRule:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RuleError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+        if "action" not in data:
+            raise RuleError(f"a fault rule needs an action, one of {ACTIONS}")
         try:
             rule = cls(**data)
         except TypeError as exc:
             raise RuleError(str(exc)) from exc
         if rule.action not in ACTIONS:
-            raise RuleError(f"action must be one of {ACTIONS}")
+            raise RuleError(f"action must be one of {ACTIONS}, not {rule.action!r}")
+        for name in STRING_FIELDS:
+            value = getattr(rule, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise RuleError(f"{name} must be a non-empty string, not {value!r}")
+        for name in ("status", "count", "retry_after", "latency_seconds"):
+            if isinstance(getattr(rule, name), bool):
+                raise RuleError(f"{name} must be a number, not a boolean")
         if rule.endpoint is not None and rule.endpoint not in ENDPOINTS:
-            raise RuleError(f"endpoint must be one of {ENDPOINTS}")
-        if rule.action == "error" and not (
-            isinstance(rule.status, int) and 400 <= rule.status <= 599
-        ):
+            raise RuleError(f"endpoint must be one of {ENDPOINTS}, not {rule.endpoint!r}")
+        if rule.action == "fail" and rule.endpoint not in (None, "submit"):
+            raise RuleError("a fail rule acts on the task a submit creates; use endpoint 'submit'")
+        _check_scope(rule)
+        if rule.action == "error" and rule.status is None:
             raise RuleError("an error rule needs an integer status from 400 to 599")
+        if rule.status is not None and not (isinstance(rule.status, int) and 400 <= rule.status <= 599):
+            raise RuleError(f"status must be an integer from 400 to 599, not {rule.status!r}")
         if rule.count is not None and (not isinstance(rule.count, int) or rule.count < 1):
             raise RuleError("count must be a positive integer")
-        if (
-            not isinstance(rule.latency_seconds, int | float)
-            or not 0 <= rule.latency_seconds <= 120
-        ):
+        if not isinstance(rule.latency_seconds, int | float) or not 0 <= rule.latency_seconds <= 120:
             raise RuleError("latency_seconds must be a number from 0 to 120")
-        if rule.retry_after is not None and (
-            not isinstance(rule.retry_after, int | float) or rule.retry_after < 0
-        ):
+        if rule.retry_after is not None and (not isinstance(rule.retry_after, int | float) or rule.retry_after < 0):
             raise RuleError("retry_after must be a non-negative number")
         return rule
+
+
+def _check_scope(rule: FaultRule) -> None:
+    """Refuse a provider or model that no request could ever match (a typo fires never)."""
+    known = catalog().providers
+    if rule.provider is not None and rule.provider not in known:
+        raise RuleError(f"unknown provider {rule.provider!r}; known: {', '.join(sorted(known))}")
+    if rule.model is None:
+        return
+    if rule.endpoint == "download":
+        raise RuleError("a download has no model; scope a download rule by task_id instead")
+    providers = [known[rule.provider]] if rule.provider is not None else list(known.values())
+    offered = sorted(
+        {kind for p in providers for kind in p.models}
+        | {i for p in providers for m in p.models.values() for i in m.ids}
+    )
+    if rule.model not in offered:
+        raise RuleError(f"unknown model {rule.model!r}; a kind or model id: {', '.join(offered)}")
 
 
 class FaultRules:
@@ -105,11 +138,20 @@ class FaultRules:
             self._rules = [r for r in self._rules if test_id is not None and r.test_id != test_id]
 
     def take(self, scope: Mapping[str, str | None]) -> list[FaultRule]:
-        """The rules that fire for ``scope`` (counted; exhausted rules are dropped)."""
+        """The rules that fire for ``scope`` (counted; exhausted rules are dropped).
+
+        Every matching latency rule fires; of the error and drop rules only the first; a fail
+        rule (the first) only when no error or drop rule fires, since then no task is made.
+        Rules that do not fire keep their counts.
+        """
         fired: list[FaultRule] = []
         with self._lock:
-            for rule in self._rules:
-                if rule.matches(scope):
+            matching = [r for r in self._rules if r.matches(scope)]
+            terminal = [r for r in matching if r.action in TERMINAL_ACTIONS][:1]
+            failing = [] if terminal else [r for r in matching if r.action == "fail"][:1]
+            chosen = {id(r) for r in terminal + failing}
+            for rule in matching:
+                if rule.action == "latency" or id(rule) in chosen:
                     rule.hits += 1
                     if rule.count is not None:
                         rule.count -= 1

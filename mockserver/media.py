@@ -59,10 +59,7 @@ class VideoSpec:
     @property
     def filename(self) -> str:
         sound = "audio" if self.audio else "mute"
-        return (
-            f"v{_RENDER_VERSION}-{self.width}x{self.height}-{self.duration:.3f}s"
-            f"-{self.fps}fps-{sound}.mp4"
-        )
+        return f"v{_RENDER_VERSION}-{self.width}x{self.height}-{self.duration:.3f}s-{self.fps}fps-{sound}.mp4"
 
 
 class ProbeResult(TypedDict):
@@ -166,9 +163,7 @@ class MediaCache:
 
     def __init__(self, directory: Path | None = None, max_bytes: int = 512 * 1024 * 1024) -> None:
         self._owned = directory is None
-        self.directory = (
-            Path(tempfile.mkdtemp(prefix="wanmock-media-")) if directory is None else directory
-        )
+        self.directory = Path(tempfile.mkdtemp(prefix="wanmock-media-")) if directory is None else directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()

@@ -25,15 +25,10 @@ class RateLimiter:
         limit = self.limits.get(provider)
         if limit is None:
             return
-        if (
-            limit.concurrency is not None
-            and unfinished is not None
-            and unfinished >= limit.concurrency
-        ):
+        if limit.concurrency is not None and unfinished is not None and unfinished >= limit.concurrency:
             raise ApiError(
                 "rate_limited",
-                f"concurrency limit exceeded: {unfinished} unfinished tasks, "
-                f"at most {limit.concurrency}",
+                f"concurrency limit exceeded: {unfinished} unfinished tasks, at most {limit.concurrency}",
                 retry_after=5.0,
                 headers=_headers(limit.concurrency, 0, now + 5.0),
             )
@@ -47,7 +42,8 @@ class RateLimiter:
                 reset = hits[0] + WINDOW
                 raise ApiError(
                     "rate_limited",
-                    f"rate limit exceeded: at most {limit.rpm} requests per minute",
+                    # no "rate limit exceeded" prefix: Modellix already puts its category there
+                    f"more than {limit.rpm} requests per minute with this API key",
                     retry_after=max(reset - now, 0.0),
                     headers=_headers(limit.rpm, 0, reset),
                 )

@@ -23,10 +23,7 @@ FILES_PREFIX = "/__files"
 def output_sizes() -> dict[str, dict[str, tuple[int, int]]]:
     """Width x height by resolution tier and ratio, as documented upstream [D5a]."""
     table = catalog().document("dashscope", "defs.json")["x-output-sizes"]
-    return {
-        res: {ratio: (int(w), int(h)) for ratio, (w, h) in row.items()}
-        for res, row in table.items()
-    }
+    return {res: {ratio: (int(w), int(h)) for ratio, (w, h) in row.items()} for res, row in table.items()}
 
 
 def output_size(resolution: str, ratio: str) -> tuple[int, int]:
@@ -49,14 +46,10 @@ class ResultLinks:
 
     def url(self, base_url: str, task: Task, expires_at: float) -> str:
         expires = int(expires_at)
-        query = urlencode(
-            {"Expires": expires, "Signature": self._sign(task.provider, task.id, expires)}
-        )
+        query = urlencode({"Expires": expires, "Signature": self._sign(task.provider, task.id, expires)})
         return f"{base_url}{FILES_PREFIX}/{task.provider}/{task.id}.mp4?{query}"
 
-    def check(
-        self, provider: str, task_id: str, expires: str | None, signature: str | None, now: float
-    ) -> LinkCheck:
+    def check(self, provider: str, task_id: str, expires: str | None, signature: str | None, now: float) -> LinkCheck:
         if not expires or not signature or not expires.isdigit():
             return LinkCheck(False, "signature")
         expected = self._sign(provider, task_id, int(expires))

@@ -59,9 +59,7 @@ class Router:
             found = route.pattern.match(path)
             if found is None:
                 continue
-            if route.endpoint.method == method or (
-                method == "HEAD" and route.endpoint.method == "GET"
-            ):
+            if route.endpoint.method == method or (method == "HEAD" and route.endpoint.method == "GET"):
                 return Match(route.endpoint, found.groupdict())
             allowed.append(route.endpoint.method)
         return WrongMethod(tuple(sorted(set(allowed)))) if allowed else None

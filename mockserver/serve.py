@@ -34,9 +34,7 @@ def add_parser(subparsers: Any) -> None:
         help="manual: time moves only through POST /__admin/clock/advance",
     )
     parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes)
-    parser.add_argument(
-        "--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug")
-    )
+    parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(handler=run)
 
 
@@ -86,9 +84,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     origin = f"http://{shown}:{port}"
-    out.write(
-        f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n"
-    )
+    out.write(f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n")
     for provider, url in base_urls(config, origin).items():
         out.write(f"  {provider:<10} {url}\n")
     if len(config.providers) > 1:

@@ -95,8 +95,7 @@ class MemoryStore:
             found = [
                 t
                 for t in self._tasks.values()
-                if (provider is None or t.provider == provider)
-                and (test_id is None or t.test_id == test_id)
+                if (provider is None or t.provider == provider) and (test_id is None or t.test_id == test_id)
             ]
         return sorted(found, key=lambda t: t.seq)
 

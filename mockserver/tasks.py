@@ -70,9 +70,7 @@ class Task:
     def is_expired(self, now: float) -> bool:
         if self.expired_at is not None and now >= self.expired_at:
             return True
-        return (
-            self.retention_seconds is not None and now >= self.created_at + self.retention_seconds
-        )
+        return self.retention_seconds is not None and now >= self.created_at + self.retention_seconds
 
     def is_terminal(self, now: float) -> bool:
         return self.state_at(now) in TERMINAL_STATES | {EXPIRED}
@@ -88,22 +86,16 @@ class Task:
         elif state == "running":
             self.finished_at = now
         else:
-            raise TransitionError(
-                f"task {self.id} is {state}; only queued or running tasks advance"
-            )
+            raise TransitionError(f"task {self.id} is {state}; only queued or running tasks advance")
         return self.state_at(now)
 
-    def finish(
-        self, now: float, state: str, code: str | None = None, message: str | None = None
-    ) -> None:
+    def finish(self, now: float, state: str, code: str | None = None, message: str | None = None) -> None:
         """End the task now in ``state`` (succeeded, failed or canceled)."""
         if state not in ("succeeded", "failed", "canceled"):
             raise TransitionError(f"cannot finish a task as {state!r}")
         current = self.state_at(now)
         if current in TERMINAL_STATES | {EXPIRED}:
-            raise TransitionError(
-                f"task {self.id} is already {current}; terminal states are sticky"
-            )
+            raise TransitionError(f"task {self.id} is already {current}; terminal states are sticky")
         self.started_at = min(self.started_at, now)
         self.finished_at = now
         self.final_state = state

@@ -10,9 +10,7 @@ from schemas import Provider
 FAST = (1.0, 3.0)  # queued, running: a few seconds end to end
 
 
-def plan(
-    timing: str, provider: Provider, kind: str, params: VideoParams, rng: random.Random
-) -> tuple[float, float]:
+def plan(timing: str, provider: Provider, kind: str, params: VideoParams, rng: random.Random) -> tuple[float, float]:
     """(queue seconds, run seconds) for a new task.
 
     realistic reads the provider's documented range for the kind from its manifest: the low

@@ -104,9 +104,7 @@ class Provider:
             doc = self.documents[file]
             ids = doc.get("properties", {}).get("model", {}).get("enum") or doc.get("x-model-ids")
             if not ids:
-                raise ValueError(
-                    f"{self.name}/{file}: no model ids (properties.model.enum or x-model-ids)"
-                )
+                raise ValueError(f"{self.name}/{file}: no model ids (properties.model.enum or x-model-ids)")
             self.models[kind] = Model(kind, tuple(ids), file)
         pointer = m["task"]["status_in_poll"]
         self.states = {}
@@ -153,10 +151,7 @@ class Provider:
         if name in self.states:
             return self.states[name]
         for state in self.states.values():
-            if (
-                state.word.lower() == name.lower()
-                or state.schema_file == f"poll-response.{name.lower()}.json"
-            ):
+            if state.word.lower() == name.lower() or state.schema_file == f"poll-response.{name.lower()}.json":
                 return state
         known = ", ".join(f"{s.word} ({s.canonical})" for s in self.states.values())
         raise SchemaNotFound(f"{self.name} has no state {name!r}; known: {known}")
@@ -185,8 +180,7 @@ class Catalog:
                     resources.append((doc["$id"], doc))
         self._resources = resources
         self.registry: Registry[Any] = Registry().with_resources(
-            (uri, Resource.from_contents(doc, default_specification=DRAFT202012))
-            for uri, doc in resources
+            (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in resources
         )
         self.providers: dict[str, Provider] = {
             name: Provider(name, files["manifest.json"], files) for name, files in docs.items()
@@ -202,38 +196,28 @@ class Catalog:
             known = ", ".join(self.providers)
             raise SchemaNotFound(f"unknown provider {name!r}; known: {known}") from None
 
-    def schema_file(
-        self, provider: str, message: str, kind: str | None = None, state: str | None = None
-    ) -> str:
+    def schema_file(self, provider: str, message: str, kind: str | None = None, state: str | None = None) -> str:
         """The file name answering (provider, message, kind, state)."""
         p = self.provider(provider)
         if message == "submit":
             if kind is None:
-                raise SchemaNotFound(
-                    f"the submit message of {provider} needs a model kind: {', '.join(p.models)}"
-                )
+                raise SchemaNotFound(f"the submit message of {provider} needs a model kind: {', '.join(p.models)}")
             if kind not in p.models:
                 model = p.model_for_id(kind)
                 if model is None:
                     offered = ", ".join(f"{m.kind} ({m.id})" for m in p.models.values())
-                    raise SchemaNotFound(
-                        f"{provider} offers no model {kind!r}; it offers {offered}"
-                    )
+                    raise SchemaNotFound(f"{provider} offers no model {kind!r}; it offers {offered}")
                 kind = model.kind
             return p.models[kind].schema_file
         if message == "poll-response":
             if state is None:
-                raise SchemaNotFound(
-                    f"the poll-response of {provider} needs a state (or use validate())"
-                )
+                raise SchemaNotFound(f"the poll-response of {provider} needs a state (or use validate())")
             return p.state(state).schema_file
         if message in ("submit-response", "error"):
             return f"{message}.json"
         raise SchemaNotFound(f"unknown message {message!r}; known: {', '.join(MESSAGES)}")
 
-    def load(
-        self, provider: str, message: str, kind: str | None = None, state: str | None = None
-    ) -> CompiledSchema:
+    def load(self, provider: str, message: str, kind: str | None = None, state: str | None = None) -> CompiledSchema:
         """The compiled schema for (provider, message, kind, state), compiled on first use."""
         file = self.schema_file(provider, message, kind, state)
         uri = f"{BASE_URI}{provider}/{file}"
@@ -263,9 +247,7 @@ class Catalog:
             try:
                 word = resolve_pointer(instance, pointer)
             except (KeyError, IndexError, ValueError, TypeError):
-                return [
-                    Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")
-                ]
+                return [Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")]
             found = p.state_for_word(word) if isinstance(word, str) else None
             if found is None:
                 words = ", ".join(json.dumps(s.word) for s in p.states.values())

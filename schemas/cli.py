@@ -94,9 +94,7 @@ def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"  base URL   {row['base_url']}\n")
         for e in row["endpoints"]:
             headers = "".join(f"  [{k}: {v}]" for k, v in e["headers"].items())
-            out.write(
-                f"  endpoint   {e['name']:<7} {e['method']:<4} {' | '.join(e['paths'])}{headers}\n"
-            )
+            out.write(f"  endpoint   {e['name']:<7} {e['method']:<4} {' | '.join(e['paths'])}{headers}\n")
         for kind, ids in row["models"].items():
             out.write(f"  model      {kind:<9} {', '.join(ids)}\n")
         for m in row["messages"]:
@@ -126,9 +124,7 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_USAGE
     cat = catalog()
     try:
-        issues = cat.validate(
-            args.provider, args.operation, document, kind=args.model, state=args.state
-        )
+        issues = cat.validate(args.provider, args.operation, document, kind=args.model, state=args.state)
         title = (
             cat.document(
                 args.provider,

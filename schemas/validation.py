@@ -72,10 +72,7 @@ def _issues_from(error: jsonschema.exceptions.ValidationError) -> list[Issue]:
         return [Issue(json_path(where), custom, keyword, schema_path)]
     if keyword == "required" and isinstance(error.instance, Mapping):
         missing = [name for name in expected if name not in error.instance]
-        return [
-            Issue(json_path([*where, name]), f"'{name}' is required", keyword, schema_path)
-            for name in missing
-        ]
+        return [Issue(json_path([*where, name]), f"'{name}' is required", keyword, schema_path) for name in missing]
     if keyword == "additionalProperties" and isinstance(error.instance, Mapping):
         allowed = sorted(schema.get("properties", {}))
         extra = [name for name in error.instance if name not in allowed]
@@ -97,9 +94,7 @@ def _issues_from(error: jsonschema.exceptions.ValidationError) -> list[Issue]:
         message = f"{_short(error.instance)} is not one of {allowed_values}"
         return [Issue(json_path(where), message, keyword, schema_path)]
     if keyword == "maxLength" and isinstance(error.instance, str):
-        message = (
-            f"is {len(error.instance)} characters long; at most {error.validator_value} allowed"
-        )
+        message = f"is {len(error.instance)} characters long; at most {error.validator_value} allowed"
         return [Issue(json_path(where), message, keyword, schema_path)]
     if keyword == "pattern" and isinstance(error.instance, str):
         message = f"{_short(error.instance)} does not match {error.validator_value}"

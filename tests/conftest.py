@@ -34,9 +34,7 @@ class Mock:
         self.app = create_app(config)
         self.state: AppState = self.app.state.wanmock
         self._loop = asyncio.new_event_loop()
-        self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://mock"
-        )
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://mock")
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._loop.run_until_complete(self.client.request(method, url, **kwargs))
@@ -74,9 +72,7 @@ class Mock:
         path = p.endpoints["submit"].paths[0].replace("{model}", p.models[kind].id)
         return self.prefix(provider) + path
 
-    def poll(
-        self, provider: str, task_id: str, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
+    def poll(self, provider: str, task_id: str, headers: dict[str, str] | None = None) -> httpx.Response:
         endpoint = catalog().provider(provider).endpoints["poll"]
         path = self.prefix(provider) + endpoint.paths[0].replace("{task_id}", task_id)
         params = {k: v.replace("{task_id}", task_id) for k, v in endpoint.query.items()}
@@ -85,29 +81,17 @@ class Mock:
     def task_id(self, provider: str, response: httpx.Response) -> str:
         from schemas import resolve_pointer
 
-        return str(
-            resolve_pointer(
-                response.json(), catalog().provider(provider).task_fields["id_in_submit"]
-            )
-        )
+        return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["id_in_submit"]))
 
     def status_word(self, provider: str, response: httpx.Response) -> str:
         from schemas import resolve_pointer
 
-        return str(
-            resolve_pointer(
-                response.json(), catalog().provider(provider).task_fields["status_in_poll"]
-            )
-        )
+        return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["status_in_poll"]))
 
     def result_url(self, provider: str, response: httpx.Response) -> str:
         from schemas import resolve_pointer
 
-        return str(
-            resolve_pointer(
-                response.json(), catalog().provider(provider).task_fields["result_url_in_poll"]
-            )
-        )
+        return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["result_url_in_poll"]))
 
 
 def submit_headers(provider: str) -> dict[str, str]:

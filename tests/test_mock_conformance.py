@@ -26,21 +26,15 @@ VALID_REQUESTS = [(p, c) for p in PROVIDERS for c in corpus(p)]
 INVALID_REQUESTS = [(p, c) for p in PROVIDERS for c in corpus(p, valid=False)]
 
 
-@pytest.mark.parametrize(
-    ("provider", "case"), VALID_REQUESTS, ids=lambda v: v if isinstance(v, str) else v["name"]
-)
-def test_every_documented_request_is_accepted(
-    mock: Mock, provider: str, case: dict[str, Any]
-) -> None:
+@pytest.mark.parametrize(("provider", "case"), VALID_REQUESTS, ids=lambda v: v if isinstance(v, str) else v["name"])
+def test_every_documented_request_is_accepted(mock: Mock, provider: str, case: dict[str, Any]) -> None:
     kind = catalog().provider(provider).models[case["model"]].kind
     response = mock.submit(provider, kind, case["instance"])
     assert response.status_code == 200, response.text
     assert_schema(provider, "submit-response", response.json())
 
 
-@pytest.mark.parametrize(
-    ("provider", "case"), INVALID_REQUESTS, ids=lambda v: v if isinstance(v, str) else v["name"]
-)
+@pytest.mark.parametrize(("provider", "case"), INVALID_REQUESTS, ids=lambda v: v if isinstance(v, str) else v["name"])
 def test_every_documented_violation_is_refused_in_the_providers_shape(
     mock: Mock, provider: str, case: dict[str, Any]
 ) -> None:
@@ -52,9 +46,7 @@ def test_every_documented_violation_is_refused_in_the_providers_shape(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_lifecycle_moves_forward_and_every_state_matches_its_schema(
-    mock: Mock, provider: str
-) -> None:
+def test_lifecycle_moves_forward_and_every_state_matches_its_schema(mock: Mock, provider: str) -> None:
     for kind in kinds(provider):
         submitted = mock.submit(provider, kind, example_body(provider, kind))
         task_id = mock.task_id(provider, submitted)
@@ -168,9 +160,7 @@ def test_result_is_a_real_mp4_of_the_documented_size_and_length(
     assert (
         (info["width"], info["height"])
         == size
-        == output_size(
-            params.get("resolution", "").upper(), params.get("ratio") or params["aspect_ratio"]
-        )
+        == output_size(params.get("resolution", "").upper(), params.get("ratio") or params["aspect_ratio"])
     )
     assert info["video_codec"] == "h264"
     assert abs(info["duration"] - seconds) <= 0.125
@@ -191,9 +181,7 @@ def test_apiyi_result_url_refuses_an_authorization_header(mock: Mock) -> None:
 
 
 def test_result_urls_expire_and_cannot_be_forged(mock: Mock) -> None:
-    task_id = mock.task_id(
-        "dashscope", mock.submit("dashscope", "t2v", example_body("dashscope", "t2v"))
-    )
+    task_id = mock.task_id("dashscope", mock.submit("dashscope", "t2v", example_body("dashscope", "t2v")))
     mock.advance(10)
     url = mock.result_url("dashscope", mock.poll("dashscope", task_id)).removeprefix("http://mock")
     forged = url.replace("Signature=", "Signature=0")
@@ -213,9 +201,7 @@ def test_apiyi_undocumented_query_path_is_a_404_in_apiyis_shape(mock: Mock) -> N
 
 @pytest.mark.parametrize("provider", ["apiyi", "dashscope"])
 def test_create_without_the_async_header_is_refused(mock: Mock, provider: str) -> None:
-    response = mock.post(
-        mock.submit_path(provider, "t2v"), json=example_body(provider, "t2v"), headers=AUTH
-    )
+    response = mock.post(mock.submit_path(provider, "t2v"), json=example_body(provider, "t2v"), headers=AUTH)
     assert response.status_code == 400
     assert_schema(provider, "error", response.json())
     assert "does not support synchronous calls" in response.text
@@ -260,9 +246,7 @@ def test_seed_makes_task_ids_reproducible(make_mock: Any) -> None:
         m = make_mock(seed=42)
         ids.append([m.task_id(p, m.submit(p, "t2v", example_body(p, "t2v"))) for p in PROVIDERS])
     assert ids[0] == ids[1]
-    assert make_mock(seed=43).task_id(
-        "apiyi", make_mock(seed=43).submit("apiyi", "t2v", example_body("apiyi", "t2v"))
-    )
+    assert make_mock(seed=43).task_id("apiyi", make_mock(seed=43).submit("apiyi", "t2v", example_body("apiyi", "t2v")))
 
 
 def test_single_provider_is_served_at_the_root(make_mock: Any) -> None:

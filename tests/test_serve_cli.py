@@ -69,9 +69,7 @@ def server() -> Iterator[Server]:
     s.stop()
 
 
-@pytest.mark.parametrize(
-    ("provider", "case_name"), [(p, n) for p, names in SEED_CASES.items() for n in names]
-)
+@pytest.mark.parametrize(("provider", "case_name"), [(p, n) for p, names in SEED_CASES.items() for n in names])
 def test_seed_example_runs_to_a_real_video_over_a_socket(server: Server, provider: str, case_name: str) -> None:
     case = seed_case(provider, case_name)
     p = catalog().provider(provider)
@@ -151,7 +149,9 @@ def test_keys_file_restricts_accepted_keys(tmp_path: Any) -> None:
     try:
         body = {"prompt": "a cat"}
         ok = s.client.post("/api/v1/alibaba/wan2.7-t2v/async", json=body, headers={"Authorization": "Bearer k-one"})
-        refused = s.client.post("/api/v1/alibaba/wan2.7-t2v/async", json=body, headers={"Authorization": "Bearer test-key"})
+        refused = s.client.post(
+            "/api/v1/alibaba/wan2.7-t2v/async", json=body, headers={"Authorization": "Bearer test-key"}
+        )
         assert ok.status_code == 200
         assert refused.status_code == 401
         assert refused.json()["message"].startswith("Authentication failed: ")

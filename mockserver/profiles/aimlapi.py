@@ -26,11 +26,7 @@ class AimlApi(Profile):
     def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:
         duration = self.field(model, body, "/duration")
         ratio = self.field(model, body, "/aspect_ratio") if model.kind == "t2v" else None
-        audio = (
-            bool(body.get("audio_url"))
-            or model.kind == "i2v"
-            or bool(self.field(model, body, "/generate_audio"))
-        )
+        audio = bool(body.get("audio_url")) or model.kind == "i2v" or bool(self.field(model, body, "/generate_audio"))
         prompt = body.get("prompt")
         return VideoParams(
             resolution=str(self.field(model, body, "/resolution") or "1080p").upper(),
@@ -57,9 +53,7 @@ class AimlApi(Profile):
         return 200, body
 
     def missing_task(self, task_id: str, ctx: Context) -> Answer:
-        error = ApiError(
-            "not_found", "Resource not found", status=self.options.aimlapi_unknown_status
-        )
+        error = ApiError("not_found", "Resource not found", status=self.options.aimlapi_unknown_status)
         return self.error_body(error, ctx)
 
     def error_body(self, error: ApiError, ctx: Context) -> Answer:
@@ -68,9 +62,7 @@ class AimlApi(Profile):
             message = f"{documented or 'Body validation error!'} {error.detail}"
         else:
             message = documented or error.detail
-        status: int | str = (
-            str(error.status) if self.options.aimlapi_status_code_as_string else error.status
-        )
+        status: int | str = str(error.status) if self.options.aimlapi_status_code_as_string else error.status
         now = datetime.fromtimestamp(ctx.now, tz=UTC)
         return error.status, {
             "message": message,

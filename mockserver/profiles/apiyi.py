@@ -53,9 +53,5 @@ class Apiyi(Profile):
             message = self.documented_message("missing_async_header") or message
         if self.options.apiyi_error_shape == "upstream":
             return error.status, {"request_id": ctx.request_id, "code": code, "message": message}
-        kind = (
-            "parse_request_failed"
-            if error.kind in ("invalid_json", "unsupported_media_type")
-            else "task_error"
-        )
+        kind = "parse_request_failed" if error.kind in ("invalid_json", "unsupported_media_type") else "task_error"
         return error.status, {"error": {"message": message, "type": kind, "code": code}}

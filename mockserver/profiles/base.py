@@ -96,9 +96,7 @@ class Profile:
     # -- requests -------------------------------------------------------------------------
 
     def model_for(self, path_params: Mapping[str, str], body: Mapping[str, Any]) -> Model:
-        given: Any = (
-            path_params.get("model", "") if self.provider.model_in_path else body.get("model")
-        )
+        given: Any = path_params.get("model", "") if self.provider.model_in_path else body.get("model")
         if given is None:
             raise ApiError("invalid_request", "'model' is required")
         if not isinstance(given, str):
@@ -109,9 +107,7 @@ class Profile:
             offered = ", ".join(i for m in self.provider.models.values() for i in m.ids)
             if self.provider.model_in_path:  # an unknown path: "model not found" [M5][M6]
                 raise ApiError("unknown_model", f"model '{model_id}' not found; offered: {offered}")
-            raise ApiError(
-                "invalid_request", f"$.model: {json.dumps(model_id)} is not one of {offered}"
-            )
+            raise ApiError("invalid_request", f"$.model: {json.dumps(model_id)} is not one of {offered}")
         return model
 
     def validate(self, model: Model, body: Mapping[str, Any]) -> None:
@@ -159,6 +155,18 @@ class Profile:
         return entry.get("message") if isinstance(entry, Mapping) else None
 
 
+ISSUES_SHOWN = 10  # a body with 100000 unknown keys gets a readable answer, not 18 MB
+ISSUE_TEXT_LIMIT = 300  # an issue quoting a 5 MB value or key is cut short
+
+
 def describe(issues: list[Issue] | tuple[Issue, ...]) -> str:
     """Validation issues as one line: ``$.a: message; $.b: message``."""
-    return "; ".join(f"{i.path}: {i.message}" for i in issues)
+    texts = []
+    for issue in issues[:ISSUES_SHOWN]:
+        text = f"{issue.path}: {issue.message}"
+        if len(text) > ISSUE_TEXT_LIMIT:
+            text = text[:ISSUE_TEXT_LIMIT] + f"...<{len(text)} characters>"
+        texts.append(text)
+    if len(issues) > ISSUES_SHOWN:
+        texts.append(f"and {len(issues) - ISSUES_SHOWN} more issues")
+    return "; ".join(texts)

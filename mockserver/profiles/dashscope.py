@@ -50,9 +50,7 @@ def nested_video_params(profile: Profile, model: Model, body: Mapping[str, Any])
     ratio = profile.field(model, body, "/parameters/ratio") if model.kind != "i2v" else None
     duration = profile.field(model, body, "/parameters/duration")
     if model.kind == "videoedit" and (not duration or profile.name == "apiyi"):
-        duration = (
-            options.videoedit_source_seconds
-        )  # 0 (or APIYI, where it has no effect): follow the input
+        duration = options.videoedit_source_seconds  # 0 (or APIYI, where it has no effect): follow the input
     prompt = body.get("input", {}).get("prompt")
     return VideoParams(
         resolution=resolution,

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -31,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from mockserver import timing
 from mockserver.config import ServerConfig
 from mockserver.errors import ApiError, kind_for_status
-from mockserver.faults import FaultRule, FaultRules
+from mockserver.faults import FaultRules
 from mockserver.media import MediaCache, VideoSpec, file_response
 from mockserver.profiles import Context, Profile, profile_for
 from mockserver.ratelimit import RateLimiter
@@ -45,6 +46,8 @@ TEST_HEADER = "x-wanmock-test"
 ROOT_PROVIDERS = ("modellix", "aimlapi", "apiyi")  # their paths do not collide
 JOURNAL_STRING_LIMIT = 256
 JOURNAL_DEPTH_LIMIT = 32
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # after decoding, a valid pair is one character
 
 
 class ConnectionDropped(Exception):
@@ -118,7 +121,8 @@ def shorten(value: Any, depth: int = 0) -> Any:
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    digits = (declared or "").lstrip("0")
+    if declared and declared.isascii() and declared.isdigit() and (len(digits) > 18 or int(digits or 0) > limit):
         raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -129,9 +133,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def decode_json(raw: bytes) -> Any:
+    """The body as JSON (UTF-8 only). A lone UTF-16 surrogate escape ("\\ud800") becomes U+FFFD,
+    as Go's encoding/json reads it: a str that cannot be encoded as UTF-8 would break schema
+    validation, the journal and every answer that echoes it."""
+    value = json.loads(raw.decode("utf-8"))
+    if SURROGATE_ESCAPE.search(raw):
+        text = json.dumps(value, ensure_ascii=False)
+        if LONE_SURROGATE.search(text):
+            value = json.loads(LONE_SURROGATE.sub("\ufffd", text))
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
+        return decode_json(raw)
     except UnicodeDecodeError as exc:
         raise ApiError("invalid_json", f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
@@ -245,16 +261,16 @@ class ProviderHandler:
         body: Any = None
         if raw:
             try:
-                body = json.loads(raw)
+                body = decode_json(raw)
             except (ValueError, RecursionError):
                 body = None
             entry["request_body"] = shorten(body) if body is not None else shorten(raw.decode("utf-8", "replace"))
         task_id = self.task_id_of(found, request)
         entry["task_id"] = task_id
-        fired = await self.apply_faults(found, body, task_id, test_id, ctx)
+        scope = await self.apply_faults(found, body, task_id, test_id)
         name = found.endpoint.name
         if name == "submit":
-            return await self.submit(request, found, raw, ctx, test_id, owner, entry, fired)
+            return await self.submit(request, found, raw, ctx, test_id, owner, entry, scope)
         self.state.limiter.check(self.name, owner, ctx.now)
         if name == "poll":
             return self.poll(task_id, ctx, owner)
@@ -274,8 +290,10 @@ class ProviderHandler:
         return None
 
     async def apply_faults(
-        self, found: Match, body: Any, task_id: str | None, test_id: str | None, ctx: Context
-    ) -> list[FaultRule]:
+        self, found: Match, body: Any, task_id: str | None, test_id: str | None
+    ) -> dict[str, str | None]:
+        """Apply the latency, drop and error rules that fire; return the scope, so that fail
+        rules can be taken once a task is really created."""
         model_id = found.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
         if model_id is None and task_id is not None:
             task = self.state.store.get(self.name, task_id)
@@ -289,7 +307,7 @@ class ProviderHandler:
             "kind": model.kind if model else None,
             "model_id": model_id if isinstance(model_id, str) else None,
         }
-        fired = self.state.faults.take(scope)
+        fired = self.state.faults.take(scope, actions=("latency", "drop", "error"))
         for rule in fired:
             if rule.action == "latency":
                 await asyncio.sleep(rule.latency_seconds)
@@ -304,8 +322,9 @@ class ProviderHandler:
                     status=status,
                     code=rule.code,
                     retry_after=rule.retry_after,
+                    verbatim=rule.message is not None,
                 )
-        return [r for r in fired if r.action == "fail"]
+        return scope
 
     async def submit(
         self,
@@ -316,7 +335,7 @@ class ProviderHandler:
         test_id: str | None,
         owner: str,
         entry: dict[str, Any],
-        fail_rules: list[FaultRule],
+        scope: dict[str, str | None],
     ) -> tuple[int, Any, dict[str, str]]:
         unfinished = sum(
             1 for t in self.state.store.tasks(self.name) if t.owner == owner and not t.is_terminal(ctx.now)
@@ -355,7 +374,8 @@ class ProviderHandler:
             request=shorten(body),
             seq=self.state.store.next_seq(),
         )
-        for rule in fail_rules:
+        scope = {**scope, "kind": model.kind, "model_id": str(requested_id)}
+        for rule in self.state.faults.take(scope, actions=("fail",)):
             task.final_state, task.error_code, task.error_message = (
                 "failed",
                 rule.code,
@@ -505,7 +525,10 @@ async def download(request: Request) -> Response:
         elif rule.action == "drop":
             return DroppedResponse()
         elif rule.action == "error" and rule.status:
-            return refuse(rule.status, rule.code or "InternalError", rule.message or "wanmock fault rule")
+            refused = refuse(rule.status, rule.code or "InternalError", rule.message or "wanmock fault rule")
+            if rule.retry_after is not None:
+                refused.headers["Retry-After"] = str(max(1, round(rule.retry_after)))
+            return refused
     if served.profile.provider.task_fields.get("result_auth") == "forbidden" and "authorization" in request.headers:
         return refuse(
             403,

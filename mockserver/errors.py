@@ -48,6 +48,7 @@ class ApiError(Exception):
         retry_after: float | None = None,
         issues: Sequence[Issue] = (),
         headers: dict[str, str] | None = None,
+        verbatim: bool = False,
     ) -> None:
         if kind not in DEFAULT_STATUS:
             raise ValueError(f"unknown error kind {kind!r}")
@@ -62,6 +63,7 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.issues = tuple(issues)
         self.headers = dict(headers or {})
+        self.verbatim = verbatim  # the detail is the exact message to answer (a fault rule's)
 
 
 def kind_for_status(status: int) -> str:

@@ -137,8 +137,8 @@ class FaultRules:
         with self._lock:
             self._rules = [r for r in self._rules if test_id is not None and r.test_id != test_id]
 
-    def take(self, scope: Mapping[str, str | None]) -> list[FaultRule]:
-        """The rules that fire for ``scope`` (counted; exhausted rules are dropped).
+    def take(self, scope: Mapping[str, str | None], actions: tuple[str, ...] = ACTIONS) -> list[FaultRule]:
+        """The rules of ``actions`` that fire for ``scope`` (counted; exhausted rules are dropped).
 
         Every matching latency rule fires; of the error and drop rules only the first; a fail
         rule (the first) only when no error or drop rule fires, since then no task is made.
@@ -146,7 +146,7 @@ class FaultRules:
         """
         fired: list[FaultRule] = []
         with self._lock:
-            matching = [r for r in self._rules if r.matches(scope)]
+            matching = [r for r in self._rules if r.action in actions and r.matches(scope)]
             terminal = [r for r in matching if r.action in TERMINAL_ACTIONS][:1]
             failing = [] if terminal else [r for r in matching if r.action == "fail"][:1]
             chosen = {id(r) for r in terminal + failing}

@@ -22,9 +22,7 @@ def _case(path: Path) -> dict[str, Any]:
 def test_corpus_case(path: Path) -> None:
     case = _case(path)
     provider = path.parent.name
-    issues = catalog().validate(
-        provider, case["message"], case["instance"], kind=case["model"], state=case["state"]
-    )
+    issues = catalog().validate(provider, case["message"], case["instance"], kind=case["model"], state=case["state"])
     if case["valid"]:
         assert issues == [], f"{case['source']}: documented example rejected"
     else:

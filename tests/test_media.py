@@ -34,9 +34,7 @@ from mockserver.media import MediaCache, VideoSpec, file_response, probe, render
     ],
     ids=str,
 )
-def test_rendered_mp4_has_the_requested_size_duration_and_audio(
-    spec: VideoSpec, tmp_path: Path
-) -> None:
+def test_rendered_mp4_has_the_requested_size_duration_and_audio(spec: VideoSpec, tmp_path: Path) -> None:
     target = tmp_path / "out.mp4"
     render_mp4(spec, target)
     info = probe(target)
@@ -85,9 +83,7 @@ def test_probe_reads_bytes_as_well_as_paths(tmp_path: Path) -> None:
     ("width", "height", "duration", "fps"),
     [(321, 240, 2, 8), (320, 0, 2, 8), (320, 240, 0, 8), (320, 240, float("nan"), 8), (2, 2, 1, 0)],
 )
-def test_video_spec_rejects_unencodable_values(
-    width: int, height: int, duration: float, fps: int
-) -> None:
+def test_video_spec_rejects_unencodable_values(width: int, height: int, duration: float, fps: int) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         VideoSpec(width, height, duration, audio=False, fps=fps)
 
@@ -141,17 +137,13 @@ def test_cache_renders_each_spec_once(tmp_path: Path, renders: list[VideoSpec]) 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])
 
 
-def test_cache_reuses_files_already_in_its_directory(
-    tmp_path: Path, fake_renders: list[VideoSpec]
-) -> None:
+def test_cache_reuses_files_already_in_its_directory(tmp_path: Path, fake_renders: list[VideoSpec]) -> None:
     MediaCache(tmp_path).path_for(_spec(1))
     assert MediaCache(tmp_path).path_for(_spec(1)).exists()
     assert fake_renders == [_spec(1)]
 
 
-def test_cache_evicts_least_recently_used_beyond_max_bytes(
-    tmp_path: Path, fake_renders: list[VideoSpec]
-) -> None:
+def test_cache_evicts_least_recently_used_beyond_max_bytes(tmp_path: Path, fake_renders: list[VideoSpec]) -> None:
     cache = MediaCache(tmp_path, max_bytes=2500)
     a, b = cache.path_for(_spec(1)), cache.path_for(_spec(2))
     assert cache.path_for(_spec(1)) == a  # a hit: `a` is now more recent than `b`
@@ -166,9 +158,7 @@ def test_cache_evicts_least_recently_used_beyond_max_bytes(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([b.name, c.name])
 
 
-def test_cache_never_evicts_the_file_it_returns(
-    tmp_path: Path, fake_renders: list[VideoSpec]
-) -> None:
+def test_cache_never_evicts_the_file_it_returns(tmp_path: Path, fake_renders: list[VideoSpec]) -> None:
     cache = MediaCache(tmp_path, max_bytes=10)
     cache.path_for(_spec(1))
     latest = cache.path_for(_spec(2))
@@ -194,9 +184,7 @@ def test_cache_renders_to_a_hidden_temporary_file_then_moves_it(
     assert final.read_bytes() == b"complete"
 
 
-def test_cache_leaves_nothing_behind_when_rendering_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cache_leaves_nothing_behind_when_rendering_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(spec: VideoSpec, target: Path) -> None:
         target.write_bytes(b"half a file")
         raise RuntimeError("encoder crashed")
@@ -247,9 +235,7 @@ def test_caches_sharing_a_directory_never_expose_a_partial_file(tmp_path: Path) 
     assert len(list(tmp_path.iterdir())) == 1
 
 
-def test_close_removes_only_a_directory_the_cache_created(
-    tmp_path: Path, fake_renders: list[VideoSpec]
-) -> None:
+def test_close_removes_only_a_directory_the_cache_created(tmp_path: Path, fake_renders: list[VideoSpec]) -> None:
     owned = MediaCache()
     path = owned.path_for(_spec(1))
     assert path.exists()
@@ -275,9 +261,7 @@ class Client:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    def request(
-        self, method: str, url: str, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
         async def send() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://mock") as client:
@@ -311,9 +295,7 @@ def client(payload: tuple[Path, bytes]) -> Client:
     return Client(app)
 
 
-def test_full_file_has_length_type_and_accept_ranges(
-    client: Client, payload: tuple[Path, bytes]
-) -> None:
+def test_full_file_has_length_type_and_accept_ranges(client: Client, payload: tuple[Path, bytes]) -> None:
     response = client.get("/video.mp4")
     assert response.status_code == 200
     assert response.content == payload[1]
@@ -357,9 +339,7 @@ def test_unsatisfiable_range_gets_416(client: Client, header: str) -> None:
     "header",
     ["bytes=abc", "items=0-5", "bytes=9-5", "bytes=", "bytes=-", "0-99", "bytes=0-1,5-6"],
 )
-def test_malformed_or_multi_range_is_ignored(
-    client: Client, payload: tuple[Path, bytes], header: str
-) -> None:
+def test_malformed_or_multi_range_is_ignored(client: Client, payload: tuple[Path, bytes], header: str) -> None:
     response = client.get("/video.mp4", headers={"Range": header})
     assert response.status_code == 200
     assert response.content == payload[1]
@@ -409,9 +389,7 @@ def _body_messages(path: Path, headers: list[tuple[bytes, bytes]]) -> list[bytes
     return bodies
 
 
-@pytest.mark.parametrize(
-    ("headers", "start"), [([], 0), ([(b"range", b"bytes=10-")], 10)], ids=["200", "206"]
-)
+@pytest.mark.parametrize(("headers", "start"), [([], 0), ([(b"range", b"bytes=10-")], 10)], ids=["200", "206"])
 def test_body_is_streamed_in_bounded_chunks(
     payload: tuple[Path, bytes], headers: list[tuple[bytes, bytes]], start: int
 ) -> None:
@@ -436,8 +414,5 @@ def test_a_rendered_video_downloads_in_ranges_and_plays(tmp_path: Path) -> None:
 
     client = Client(Starlette(routes=[Route("/v.mp4", serve, methods=["GET", "HEAD"])]))
     size = int(client.head("/v.mp4").headers["content-length"])
-    parts = [
-        client.get("/v.mp4", headers={"Range": f"bytes={i}-{i + 4095}"}).content
-        for i in range(0, size, 4096)
-    ]
+    parts = [client.get("/v.mp4", headers={"Range": f"bytes={i}-{i + 4095}"}).content for i in range(0, size, 4096)]
     assert probe(b"".join(parts)) == probe(cache.path_for(spec))

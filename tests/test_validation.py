@@ -14,9 +14,7 @@ from hypothesis import strategies as st
 from schemas import SchemaNotFound, catalog, json_path
 from schemas.catalog import ROOT
 
-CASES = [
-    (p.parent.name, json.loads(p.read_text())) for p in sorted((ROOT / "corpus").glob("*/*.json"))
-]
+CASES = [(p.parent.name, json.loads(p.read_text())) for p in sorted((ROOT / "corpus").glob("*/*.json"))]
 
 
 def _schema_literals(node: Any) -> Iterator[Any]:
@@ -34,12 +32,7 @@ def _schema_literals(node: Any) -> Iterator[Any]:
 
 
 LITERALS = sorted(
-    {
-        json.dumps(v)
-        for p in catalog().providers.values()
-        for doc in p.documents.values()
-        for v in _schema_literals(doc)
-    }
+    {json.dumps(v) for p in catalog().providers.values() for doc in p.documents.values() for v in _schema_literals(doc)}
 )
 URLS = [
     "https://example.com/a.png",
@@ -59,9 +52,7 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
 )
 
@@ -159,9 +150,7 @@ def test_cross_field_rules_explain_themselves() -> None:
 
 def test_poll_response_dispatches_on_the_status_word() -> None:
     cat = catalog()
-    [issue] = cat.validate(
-        "dashscope", "poll-response", {"request_id": "r", "output": {"task_id": "t"}}
-    )
+    [issue] = cat.validate("dashscope", "poll-response", {"request_id": "r", "output": {"task_id": "t"}})
     assert (issue.path, issue.message) == ("$.output.task_status", "is required")
     [issue] = cat.validate(
         "dashscope",

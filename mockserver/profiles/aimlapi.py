@@ -58,7 +58,9 @@ class AimlApi(Profile):
 
     def error_body(self, error: ApiError, ctx: Context) -> Answer:
         documented = self.documented_message(error.status)
-        if error.kind in ("invalid_request", "invalid_json"):
+        if error.verbatim:
+            message = error.detail
+        elif error.kind in ("invalid_request", "invalid_json"):
             message = f"{documented or 'Body validation error!'} {error.detail}"
         else:
             message = documented or error.detail

@@ -29,6 +29,8 @@ class Apiyi(Profile):
         }
 
     def poll_body(self, task: Task, state: str, ctx: Context) -> Answer:
+        if state == "canceled":  # APIYI documents no canceled word: a canceled task shows as failed
+            state, task.error_code, task.error_message = "failed", "Canceled", "The task was canceled."
         body: dict[str, Any] = {
             "status": self.word(state),
             "progress": PROGRESS[state],

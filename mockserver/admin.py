@@ -4,14 +4,14 @@ provider's shape. A test id (header X-Wanmock-Test or ?test=) scopes what is see
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
 
-from mockserver.app import TEST_HEADER, AppState
+from mockserver.app import TEST_HEADER, AppState, decode_json
 from mockserver.clock import ManualClock
 from mockserver.faults import FaultRule, RuleError
 from mockserver.tasks import EXPIRED, Task, TransitionError
@@ -40,7 +40,7 @@ async def _json_body(request: Request) -> Any:
     if not raw:
         return {}
     try:
-        return json.loads(raw)
+        return decode_json(raw)
     except (ValueError, RecursionError) as exc:
         raise RuleError(f"the body is not JSON: {exc}") from exc
 
@@ -233,9 +233,13 @@ async def unknown(request: Request) -> JSONResponse:
     return _error(404, f"no control-plane endpoint {request.method} {request.url.path}")
 
 
+class _Fallback:
+    """An ASGI app (not an endpoint function), so every method — TRACE, PROPFIND... — reaches it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await unknown(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 def admin_routes() -> list[BaseRoute]:
-    return [
-        *ROUTES,
-        Route("/__admin", unknown, methods=ALL_ADMIN_METHODS),
-        Route("/__admin/{rest:path}", unknown, methods=ALL_ADMIN_METHODS),
-    ]
+    return [*ROUTES, Route("/__admin", _Fallback()), Route("/__admin/{rest:path}", _Fallback())]

@@ -86,10 +86,12 @@ class FaultRule:
             raise RuleError(f"status must be an integer from 400 to 599, not {rule.status!r}")
         if rule.count is not None and (not isinstance(rule.count, int) or rule.count < 1):
             raise RuleError("count must be a positive integer")
-        if not isinstance(rule.latency_seconds, int | float) or not 0 <= rule.latency_seconds <= 120:
+        if not isinstance(rule.latency_seconds, int | float) or not 0 <= rule.latency_seconds <= 120:  # NaN fails too
             raise RuleError("latency_seconds must be a number from 0 to 120")
-        if rule.retry_after is not None and (not isinstance(rule.retry_after, int | float) or rule.retry_after < 0):
-            raise RuleError("retry_after must be a non-negative number")
+        if rule.retry_after is not None and (
+            not isinstance(rule.retry_after, int | float) or not 0 <= rule.retry_after <= 86_400
+        ):
+            raise RuleError("retry_after must be a number of seconds from 0 to 86400")
         return rule
 
 

@@ -127,7 +127,10 @@ class CompiledSchema:
 
     def is_valid(self, instance: Any) -> bool:
         if self.fast is not None:
-            return bool(self.fast.is_valid(instance))
+            try:
+                return bool(self.fast.is_valid(instance))
+            except (ValueError, TypeError, OverflowError, UnicodeError):
+                pass  # e.g. a string with a lone surrogate, which Rust strings cannot hold
         return bool(self.reference.is_valid(instance))
 
     def issues(self, instance: Any) -> list[Issue]:

@@ -63,6 +63,21 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A bound TCP socket. Created with IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted
+    connections only for such sockets, and without it keep-alive answers wait ~40 ms for a
+    delayed ACK (Nagle)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
 
@@ -73,14 +88,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (OSError, ValueError) as exc:
         err.write(f"wanmock serve: {exc}\n")
         return 2
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
+        sock = listen(args.host, args.port)
     except OSError as exc:
         err.write(f"wanmock serve: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return 2
+    family = sock.family
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     origin = f"http://{shown}:{port}"

@@ -157,3 +157,15 @@ def test_keys_file_restricts_accepted_keys(tmp_path: Any) -> None:
         assert refused.json()["message"].startswith("Authentication failed: ")
     finally:
         s.stop()
+
+
+def test_listening_socket_lets_asyncio_disable_nagle() -> None:
+    import socket
+
+    from mockserver.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP  # asyncio's _set_nodelay checks exactly this
+    finally:
+        sock.close()

@@ -1,0 +1,611 @@
+"""The contract runner: drive a client through generated examples and scenarios, record every
+exchange on the wire, and run every check.
+
+Targets: the in-process app (default; a manual clock makes lifecycles instant), any URL serving
+wanmock (``--target``; its control plane drives clock and faults), or the live provider
+(``--live``: free probes only, plus at most ``max_paid_tasks`` billable submissions).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import httpx
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from contracts import errors
+from contracts.checks import Case, ContractFailure, Exchange, run_checks
+from contracts.client import WanClient
+from contracts.models import TextToVideo, VideoRequest
+from contracts.transport import ASGIThreadTransport
+from mockserver.routing import Match, Router
+from schemas import catalog
+
+ClientFactory = Callable[..., WanClient]
+
+# Provider error statuses for an empty balance, as documented: Modellix 402 [M5], AI/ML API 403
+# [A7], APIYI 429 (shared with rate limits) [Y2], DashScope 400 Arrearage [D4].
+BALANCE_FAULT: dict[str, dict[str, Any]] = {
+    "modellix": {"status": 402},
+    "aimlapi": {"status": 403},
+    "apiyi": {"status": 429, "code": "Arrearage"},
+    "dashscope": {"status": 400, "code": "Arrearage"},
+}
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Records every exchange (with credentials redacted) into ``self.exchanges``."""
+
+    def __init__(self, inner: httpx.BaseTransport, provider: str, base_url: str) -> None:
+        self.inner = inner
+        self.router = Router(catalog().provider(provider))
+        self.base_path = urlsplit(base_url).path.rstrip("/")
+        self.exchanges: list[Exchange] = []
+
+    def classify(self, method: str, path: str) -> str:
+        if "/__files/" in path:
+            return "download"
+        if path.startswith(self.base_path):
+            path = path[len(self.base_path) :] or "/"
+        found = self.router.match(method, path)
+        return found.endpoint.name if isinstance(found, Match) else "other"
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body_bytes = request.read()
+        try:
+            body: Any = json.loads(body_bytes) if body_bytes else None
+        except ValueError:
+            body = body_bytes.decode("utf-8", "replace")
+        headers = {
+            k: ("<redacted>" if k.lower() == "authorization" and not v.startswith("Bearer") else v)
+            for k, v in request.headers.items()
+        }
+        exchange = Exchange(
+            request.method,
+            str(request.url),
+            headers,
+            body,
+            None,
+            endpoint=self.classify(request.method, request.url.path),
+        )
+        self.exchanges.append(exchange)
+        response = self.inner.handle_request(request)
+        response.read()
+        exchange.status = response.status_code
+        exchange.response_headers = dict(response.headers)
+        if exchange.endpoint != "download":
+            try:
+                exchange.response_body = response.json()
+            except ValueError:
+                exchange.response_body = response.text[:1000]
+        return response
+
+    def take(self) -> list[Exchange]:
+        taken, self.exchanges = self.exchanges, []
+        return taken
+
+
+@dataclass
+class Result:
+    provider: str
+    kind: str
+    examples: int = 0
+    cases: int = 0
+    failures: list[ContractFailure] = field(default_factory=list)
+    seconds: float = 0.0
+    checks_run: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    target: str
+    seed: int
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(not r.failures for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "seed": self.seed,
+            "passed": self.passed,
+            "results": [
+                {
+                    "provider": r.provider,
+                    "model": r.kind,
+                    "examples": r.examples,
+                    "cases": r.cases,
+                    "seconds": round(r.seconds, 3),
+                    "failures": [f.to_dict() for f in r.failures],
+                }
+                for r in self.results
+            ],
+        }
+
+    def junit(self) -> str:
+        from xml.sax.saxutils import quoteattr
+
+        from contracts.checks import CHECKS
+
+        lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
+        for r in self.results:
+            failed = {f.check for f in r.failures}
+            lines.append(
+                f'  <testsuite name={quoteattr(f"wanmock.{r.provider}.{r.kind}")} tests="{len(CHECKS)}" '
+                f'failures="{len(failed)}" time="{r.seconds:.3f}">'
+            )
+            for name in CHECKS:
+                lines.append(f"    <testcase classname={quoteattr(f'{r.provider}.{r.kind}')} name={quoteattr(name)}>")
+                for failure in (f for f in r.failures if f.check == name):
+                    lines.append(
+                        f"      <failure message={quoteattr(failure.message)}>{_xml(failure.render())}</failure>"
+                    )
+                    break
+                lines.append("    </testcase>")
+            lines.append("  </testsuite>")
+        lines.append("</testsuites>")
+        return "\n".join(lines) + "\n"
+
+
+def _xml(text: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(text)
+
+
+class Target:
+    """Where requests go and how the control plane is reached (None for live providers)."""
+
+    def __init__(
+        self, provider: str, base_url: str, transport: httpx.BaseTransport, admin: httpx.Client | None
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.transport = transport
+        self.admin = admin
+
+    def advance(self, seconds: float) -> None:
+        if self.admin is None:
+            time.sleep(seconds)
+            return
+        response = self.admin.post("/__admin/clock/advance", json={"seconds": seconds})
+        if response.status_code == 409:  # a server on the system clock: wait for real
+            time.sleep(seconds)
+
+    def fault(self, rule: dict[str, Any]) -> None:
+        assert self.admin is not None
+        response = self.admin.post("/__admin/faults", json=rule)
+        response.raise_for_status()
+
+    def transition(self, task_id: str, action: str, body: dict[str, Any] | None = None) -> None:
+        assert self.admin is not None
+        self.admin.post(f"/__admin/tasks/{self.provider}/{task_id}/{action}", json=body or {}).raise_for_status()
+
+    def clear_faults(self) -> None:
+        if self.admin is not None:
+            self.admin.delete("/__admin/faults")
+
+
+@contextmanager
+def in_process_target(provider: str, seed: int) -> Iterator[Target]:
+    import tempfile
+
+    from mockserver.app import create_app
+    from mockserver.clock import ManualClock
+    from mockserver.config import ServerConfig
+
+    with tempfile.TemporaryDirectory(prefix="wanmock-contract-") as media:
+        from pathlib import Path
+
+        app = create_app(ServerConfig(clock=ManualClock(), timing="fast", seed=seed, media_dir=Path(media)))
+        transport = ASGIThreadTransport(app)
+        admin = httpx.Client(transport=transport, base_url="http://wanmock")
+        try:
+            yield Target(provider, f"http://wanmock/{provider}", transport, admin)
+        finally:
+            admin.close()
+            transport.shutdown()
+
+
+@contextmanager
+def url_target(provider: str, url: str) -> Iterator[Target]:
+    origin = url.rstrip("/")
+    admin = httpx.Client(base_url=origin, timeout=30)
+    try:
+        health = admin.get("/__admin/health")
+        health.raise_for_status()
+        served = health.json().get("providers", [])
+    except (httpx.HTTPError, ValueError) as exc:
+        admin.close()
+        raise errors.WanError(f"{origin} is not a wanmock server (GET /__admin/health failed: {exc})") from exc
+    if provider not in served:
+        admin.close()
+        raise errors.WanError(f"{origin} does not serve {provider} (it serves {', '.join(served)})")
+    base = origin if len(served) == 1 else f"{origin}/{provider}"
+    try:
+        yield Target(provider, base, httpx.HTTPTransport(), admin)
+    finally:
+        admin.close()
+
+
+class Runner:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        seed: int,
+        client_factory: ClientFactory | None = None,
+        api_key: str = "test-key",
+        download_every: int = 50,
+    ) -> None:
+        self.target = target
+        self.provider = target.provider
+        self.seed = seed
+        self.api_key = api_key
+        self.download_every = download_every
+        self.recorder = RecordingTransport(target.transport, target.provider, target.base_url)
+        self.client_factory = client_factory or WanClient
+        self.client = self.client_factory(
+            self.provider,
+            api_key,
+            base_url=target.base_url,
+            transport=self.recorder,
+            sleep=target.advance,
+            clock=self._now,
+            poll_retries=3,
+        )
+        self._elapsed = 0.0
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    # -- one example ------------------------------------------------------------------------
+
+    def run_valid(self, request: VideoRequest, index: int) -> Case:
+        case = Case(self.provider, request.kind, "valid", description=repr(request), seed=self.seed)
+        try:
+            handle = self.client.submit(request)
+            status = self.client.poll(handle)
+            case.statuses.append(status)
+            self.target.advance(1.5)
+            case.statuses.append(self.client.poll(handle))
+            self.target.advance(5)
+            final = self.client.poll(handle)
+            case.statuses.append(final)
+            if final.state == "succeeded" and index % self.download_every == 0:
+                case.video, case.expected_video = self._download(final, request)
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        return case
+
+    def _download(self, status: Any, request: VideoRequest) -> tuple[dict[str, Any], tuple[int, int, float]]:
+        import tempfile
+        from pathlib import Path
+
+        from mockserver.media import probe
+        from mockserver.results import output_size
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download(status, Path(tmp) / "result.mp4")
+            info = dict(probe(path))
+        resolution = (getattr(request, "resolution", None) or self._default(request.kind, "resolution")).upper()
+        ratio = getattr(request, "ratio", None) or "16:9"
+        duration = getattr(request, "duration", None) or self._default(request.kind, "duration")
+        if request.kind == "videoedit" and (not duration or self.provider == "apiyi"):
+            # 0 keeps the input's length [D5c][M3]; on APIYI duration has no effect [Y1][Y4]. The
+            # mock cannot see the input video and uses Options.videoedit_source_seconds for it.
+            from mockserver.config import Options
+
+            duration = Options().videoedit_source_seconds
+        return info, (*output_size(resolution, ratio), float(duration))
+
+    def _default(self, kind: str, name: str) -> Any:
+        from contracts.dialects import dialect_for
+
+        dialect = dialect_for(self.provider)
+        pointer = dialect.FIELDS[kind][name]
+        node: Any = catalog().provider(self.provider).documents[dialect.provider.models[kind].schema_file]
+        for token in pointer.lstrip("/").split("/"):
+            node = _deref(self.provider, node).get("properties", {}).get(token, {})
+        return _deref(self.provider, node).get("default")
+
+    def run_invalid(self, kind: str, body: dict[str, Any], description: str) -> Case:
+        case = Case(self.provider, kind, "invalid", description=description, seed=self.seed)
+        prepared = self.client.dialect.prepare_body(kind, body)
+        headers = {**prepared.headers, "Authorization": f"Bearer {self.api_key}"}
+        with httpx.Client(transport=self.recorder) as raw:
+            raw.post(self.target.base_url + prepared.path, json=body, headers=headers)
+        case.exchanges = self.recorder.take()
+        return case
+
+    # -- scenarios through the control plane --------------------------------------------------
+
+    def scenarios(self, kind: str, request: VideoRequest) -> Iterator[Case]:
+        if self.target.admin is None:
+            return
+        provider = self.provider
+        plans: list[tuple[str, dict[str, Any], type[BaseException]]] = [
+            ("rate limited on submit", {"status": 429, "retry_after": 3}, errors.RateLimitedError),
+            ("insufficient balance", BALANCE_FAULT[provider], errors.InsufficientBalanceError),
+        ]
+        for description, fault, expected in plans:
+            self.target.fault({"action": "error", "provider": provider, "endpoint": "submit", "count": 1, **fault})
+            case = Case(provider, kind, "scenario", description=description, expected_error=expected, seed=self.seed)
+            try:
+                self.client.submit(request)
+            except errors.WanError as exc:
+                case.error = exc
+            case.exchanges = self.recorder.take()
+            yield case
+        # A task the provider fails: TaskFailedError with the provider's code (Modellix documents none).
+        case = Case(provider, kind, "scenario", description="task failed", expected_error=errors.TaskFailedError)
+        case.expected_error_code = None if provider == "modellix" else "DataInspectionFailed"
+        try:
+            handle = self.client.submit(request)
+            self.target.transition(handle.task_id, "fail", {"code": "DataInspectionFailed", "message": "blocked"})
+            self.client.wait(handle, timeout=60)
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        yield case
+        case = Case(provider, kind, "scenario", description="task expired", expected_error=errors.TaskExpiredError)
+        try:
+            handle = self.client.submit(request)
+            self.target.transition(handle.task_id, "expire")
+            self.client.wait(handle, timeout=60)
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        yield case
+        # A dropped connection on submit: the outcome is unknown and the submit is not repeated.
+        self.target.fault({"action": "drop", "provider": provider, "endpoint": "submit", "count": 1})
+        case = Case(
+            provider,
+            kind,
+            "scenario",
+            description="connection dropped on submit",
+            expected_error=errors.TransportError,
+            max_submits=1,
+        )
+        try:
+            self.client.submit(request)
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        yield case
+        # Polls answered 503 twice: retried, then the task completes.
+        case = Case(provider, kind, "valid", description="poll answered 503 twice, then recovers")
+        try:
+            handle = self.client.submit(request)
+            self.target.fault({"action": "error", "provider": provider, "endpoint": "poll", "status": 503, "count": 2})
+            case.statuses.append(self.client.wait(handle, timeout=120))
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        yield case
+        self.target.clear_faults()
+        bad = self.client_factory(
+            provider, "invalid", base_url=self.target.base_url, transport=self.recorder, sleep=self.target.advance
+        )
+        case = Case(provider, kind, "scenario", description="invalid key", expected_error=errors.AuthenticationError)
+        try:
+            bad.submit(request)
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        yield case
+
+    # -- a whole run ------------------------------------------------------------------------
+
+    def run(self, kind: str, examples: int, progress: Callable[[int], None] | None = None) -> Result:
+        from contracts import strategies
+
+        result = Result(self.provider, kind)
+        started = time.perf_counter()
+        valid = strategies.video_requests(self.provider, kind)
+        invalid = strategies.invalid_requests(self.provider, kind)
+        counter = {"n": 0}
+        seen_checks: set[str] = set()
+
+        def record(case: Case) -> None:
+            result.cases += 1
+            for failure in run_checks(case):
+                if failure.check not in seen_checks:  # the first failure of each check is reported
+                    seen_checks.add(failure.check)
+                    result.failures.append(failure)
+
+        @hypothesis_seed(self.seed)
+        @settings(
+            max_examples=examples,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(data=st.data())
+        def example(data: st.DataObject) -> None:
+            index = counter["n"]
+            if data.draw(st.integers(0, 3), label="valid (1-3) or invalid (0)") > 0:
+                request = data.draw(valid)
+                counter["n"] += 1
+                record(self.run_valid(request, index))
+            else:
+                mutation = data.draw(invalid)
+                counter["n"] += 1
+                description = f"{mutation.mutation} at {mutation.path}: {mutation.description}"
+                record(self.run_invalid(kind, mutation.body, description))
+            if progress:
+                progress(counter["n"])
+
+        example()
+        result.examples = counter["n"]
+        first = TextToVideo("a cat") if kind == "t2v" else None
+        request = first or next(iter(_one(valid, self.seed)))
+        for case in self.scenarios(kind, request):
+            record(case)
+        result.seconds = time.perf_counter() - started
+        return result
+
+
+def _one(strategy: st.SearchStrategy[Any], seed: int) -> Iterator[Any]:
+    found: list[Any] = []
+
+    @hypothesis_seed(seed)
+    @settings(max_examples=1, database=None, deadline=None, phases=[Phase.generate])
+    @given(strategy)
+    def draw(value: Any) -> None:
+        found.append(value)
+
+    draw()
+    yield from found
+
+
+def _deref(provider: str, node: Any) -> Any:
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if not isinstance(ref, str):
+        return node
+    file, _, pointer = ref.partition("#")
+    from schemas import resolve_pointer
+
+    doc = catalog().provider(provider).documents[file] if file else node
+    return _deref(provider, {**resolve_pointer(doc, pointer), **{k: v for k, v in node.items() if k != "$ref"}})
+
+
+def progress_printer(stream: TextIO, label: str, total: int) -> Callable[[int], None]:
+    if not stream.isatty():
+        return lambda done: None
+    width = 30
+
+    def show(done: int) -> None:
+        filled = int(width * done / max(total, 1))
+        stream.write(f"\r  {label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def live_probes(provider: str, api_key: str, base_url: str | None, max_paid_tasks: int) -> Result:
+    """Against the live provider: free probes first, then at most ``max_paid_tasks`` billable
+    submissions with the cheapest parameters (720P, the shortest duration the schema allows)."""
+    result = Result(provider, "live")
+    started = time.perf_counter()
+    dialect_base = base_url or catalog().provider(provider).base_url
+    recorder = RecordingTransport(httpx.HTTPTransport(), provider, dialect_base)
+
+    def make(key: str) -> WanClient:
+        return WanClient(provider, key, base_url=dialect_base, transport=recorder, timeout=60)
+
+    def record(case: Case) -> None:
+        case.exchanges = recorder.take()
+        result.cases += 1
+        result.failures.extend(run_checks(case))
+
+    probe = TextToVideo("wanmock contract probe") if "t2v" in catalog().provider(provider).models else None
+    if probe is not None:
+        case = Case(
+            provider,
+            "t2v",
+            "scenario",
+            description="free probe: invalid key",
+            expected_error=errors.AuthenticationError,
+        )
+        try:
+            make("wanmock-invalid-key-probe").submit(probe)
+        except errors.WanError as exc:
+            case.error = exc
+        record(case)
+        runner_client = make(api_key)
+        kind = "t2v"
+        body = runner_client.dialect.body(probe)
+        body_bad = json.loads(json.dumps(body))
+        _break_duration(body_bad)
+        case = Case(provider, kind, "invalid", description="free probe: invalid body (duration 99)")
+        prepared = runner_client.dialect.prepare_body(kind, body_bad)
+        with httpx.Client(transport=recorder, timeout=60) as raw:
+            raw.post(
+                dialect_base + prepared.path,
+                json=body_bad,
+                headers={**prepared.headers, "Authorization": f"Bearer {api_key}"},
+            )
+        record(case)
+        from contracts.models import TaskHandle
+
+        case = Case(
+            provider,
+            kind,
+            "scenario",
+            description="free probe: unknown task id",
+            expected_error=errors.TaskExpiredError,
+        )
+        try:
+            status = runner_client.poll(TaskHandle(provider, "wanmock-no-such-task", kind))
+            if status.state == "unknown":
+                raise errors.TaskExpiredError("unknown", provider=provider, task_id="wanmock-no-such-task")
+        except errors.WanError as exc:
+            case.error = exc
+        record(case)
+        for _ in range(max_paid_tasks):
+            cheapest = TextToVideo(
+                "wanmock contract probe: a red ball on a table", resolution="720P", duration=_cheapest(provider)
+            )
+            case = Case(provider, kind, "valid", description="paid probe: cheapest t2v")
+            try:
+                handle = runner_client.submit(cheapest)
+                case.statuses.append(runner_client.wait(handle, timeout=1200))
+            except errors.WanError as exc:
+                case.error = exc
+            record(case)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _break_duration(body: dict[str, Any]) -> None:
+    if isinstance(body.get("parameters"), dict) or "input" in body:
+        body.setdefault("parameters", {})["duration"] = 99
+    else:
+        body["duration"] = 99
+
+
+def _cheapest(provider: str) -> int:
+    """The shortest duration the provider's t2v schema accepts."""
+    from contracts.dialects import dialect_for
+
+    dialect = dialect_for(provider)
+    node: Any = catalog().provider(provider).documents[dialect.provider.models["t2v"].schema_file]
+    for token in dialect.FIELDS["t2v"]["duration"].lstrip("/").split("/"):
+        node = _deref(provider, node).get("properties", {}).get(token, {})
+    node = _deref(provider, node)
+    for option in node.get("anyOf", []) or [node]:
+        option = _deref(provider, option)
+        if "enum" in option:
+            return min(v for v in option["enum"] if isinstance(v, int) and v > 0)
+        if "minimum" in option:
+            return int(option["minimum"])
+    return 5
+
+
+def summary(report: Report, stream: TextIO = sys.stdout) -> None:
+    for r in report.results:
+        mark = "PASS" if not r.failures else "FAIL"
+        stream.write(
+            f"{mark}  {r.provider:<10} {r.kind:<10} {r.examples:>5} examples {r.cases:>5} cases  {r.seconds:6.1f} s\n"
+        )
+        for failure in r.failures:
+            stream.write("      " + failure.render().replace("\n", "\n      ") + "\n")
+    total = sum(len(r.failures) for r in report.results)
+    verdict = "all checks passed" if report.passed else f"{total} check(s) failed"
+    stream.write(f"{verdict} (target {report.target}, seed {report.seed})\n")

@@ -176,12 +176,10 @@ class Target:
         self.admin = admin
 
     def advance(self, seconds: float) -> None:
-        if self.admin is None:
+        if self.admin is None:  # a live provider: time passes for real
             time.sleep(seconds)
             return
-        response = self.admin.post("/__admin/clock/advance", json={"seconds": seconds})
-        if response.status_code == 409:  # a server on the system clock: wait for real
-            time.sleep(seconds)
+        self.admin.post("/__admin/clock/advance", json={"seconds": seconds}).raise_for_status()
 
     def fault(self, rule: dict[str, Any]) -> None:
         assert self.admin is not None
@@ -232,6 +230,12 @@ def url_target(provider: str, url: str) -> Iterator[Target]:
     if provider not in served:
         admin.close()
         raise errors.WanError(f"{origin} does not serve {provider} (it serves {', '.join(served)})")
+    if health.json().get("clock") != "manual":
+        admin.close()
+        raise errors.WanError(
+            f"{origin} runs on the system clock; start it with `wanmock serve --clock manual` so the "
+            "contract run can drive task lifecycles through its control plane"
+        )
     base = origin if len(served) == 1 else f"{origin}/{provider}"
     try:
         yield Target(provider, base, httpx.HTTPTransport(), admin)
@@ -420,6 +424,7 @@ class Runner:
         seen_checks: set[str] = set()
 
         def record(case: Case) -> None:
+            case.seed = self.seed
             result.cases += 1
             for failure in run_checks(case):
                 if failure.check not in seen_checks:  # the first failure of each check is reported
@@ -524,7 +529,7 @@ def live_probes(provider: str, api_key: str, base_url: str | None, max_paid_task
             expected_error=errors.AuthenticationError,
         )
         try:
-            make("wanmock-invalid-key-probe").submit(probe)
+            make("invalid").submit(probe)  # refused by every provider, and by wanmock by default
         except errors.WanError as exc:
             case.error = exc
         record(case)

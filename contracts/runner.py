@@ -336,80 +336,57 @@ class Runner:
 
     # -- scenarios through the control plane --------------------------------------------------
 
+    def attempt(self, case: Case, action: Callable[[], Any]) -> Case:
+        """Run one scenario's client action, keeping what it raised and what went over the wire."""
+        try:
+            action()
+        except errors.WanError as exc:
+            case.error = exc
+        case.exchanges = self.recorder.take()
+        return case
+
     def scenarios(self, kind: str, request: VideoRequest) -> Iterator[Case]:
         if self.target.admin is None:
             return
-        provider = self.provider
-        plans: list[tuple[str, dict[str, Any], type[BaseException]]] = [
+        provider, client, target = self.provider, self.client, self.target
+
+        def scenario(description: str, expected: type[BaseException] | None, **extra: Any) -> Case:
+            intent = "valid" if expected is None else "scenario"
+            return Case(provider, kind, intent, description=description, expected_error=expected, **extra)
+
+        def submit_then(action: str, body: dict[str, Any] | None = None) -> None:
+            handle = client.submit(request)
+            target.transition(handle.task_id, action, body)
+            client.wait(handle, timeout=60)
+
+        def submit_with_poll_faults(case: Case) -> None:
+            handle = client.submit(request)
+            target.fault({"action": "error", "provider": provider, "endpoint": "poll", "status": 503, "count": 2})
+            case.statuses.append(client.wait(handle, timeout=120))
+
+        for description, fault, expected in [
             ("rate limited on submit", {"status": 429, "retry_after": 3}, errors.RateLimitedError),
             ("insufficient balance", BALANCE_FAULT[provider], errors.InsufficientBalanceError),
-        ]
-        for description, fault, expected in plans:
-            self.target.fault({"action": "error", "provider": provider, "endpoint": "submit", "count": 1, **fault})
-            case = Case(provider, kind, "scenario", description=description, expected_error=expected, seed=self.seed)
-            try:
-                self.client.submit(request)
-            except errors.WanError as exc:
-                case.error = exc
-            case.exchanges = self.recorder.take()
-            yield case
+        ]:
+            target.fault({"action": "error", "provider": provider, "endpoint": "submit", "count": 1, **fault})
+            yield self.attempt(scenario(description, expected), lambda: client.submit(request))
         # A task the provider fails: TaskFailedError with the provider's code (Modellix documents none).
-        case = Case(provider, kind, "scenario", description="task failed", expected_error=errors.TaskFailedError)
-        case.expected_error_code = None if provider == "modellix" else "DataInspectionFailed"
-        try:
-            handle = self.client.submit(request)
-            self.target.transition(handle.task_id, "fail", {"code": "DataInspectionFailed", "message": "blocked"})
-            self.client.wait(handle, timeout=60)
-        except errors.WanError as exc:
-            case.error = exc
-        case.exchanges = self.recorder.take()
-        yield case
-        case = Case(provider, kind, "scenario", description="task expired", expected_error=errors.TaskExpiredError)
-        try:
-            handle = self.client.submit(request)
-            self.target.transition(handle.task_id, "expire")
-            self.client.wait(handle, timeout=60)
-        except errors.WanError as exc:
-            case.error = exc
-        case.exchanges = self.recorder.take()
-        yield case
+        failed = scenario("task failed", errors.TaskFailedError)
+        failed.expected_error_code = None if provider == "modellix" else "DataInspectionFailed"
+        yield self.attempt(failed, lambda: submit_then("fail", {"code": "DataInspectionFailed", "message": "blocked"}))
+        yield self.attempt(scenario("task expired", errors.TaskExpiredError), lambda: submit_then("expire"))
         # A dropped connection on submit: the outcome is unknown and the submit is not repeated.
-        self.target.fault({"action": "drop", "provider": provider, "endpoint": "submit", "count": 1})
-        case = Case(
-            provider,
-            kind,
-            "scenario",
-            description="connection dropped on submit",
-            expected_error=errors.TransportError,
-            max_submits=1,
-        )
-        try:
-            self.client.submit(request)
-        except errors.WanError as exc:
-            case.error = exc
-        case.exchanges = self.recorder.take()
-        yield case
+        target.fault({"action": "drop", "provider": provider, "endpoint": "submit", "count": 1})
+        dropped = scenario("connection dropped on submit", errors.TransportError, max_submits=1)
+        yield self.attempt(dropped, lambda: client.submit(request))
         # Polls answered 503 twice: retried, then the task completes.
-        case = Case(provider, kind, "valid", description="poll answered 503 twice, then recovers")
-        try:
-            handle = self.client.submit(request)
-            self.target.fault({"action": "error", "provider": provider, "endpoint": "poll", "status": 503, "count": 2})
-            case.statuses.append(self.client.wait(handle, timeout=120))
-        except errors.WanError as exc:
-            case.error = exc
-        case.exchanges = self.recorder.take()
-        yield case
-        self.target.clear_faults()
+        recovers = scenario("poll answered 503 twice, then recovers", None)
+        yield self.attempt(recovers, lambda: submit_with_poll_faults(recovers))
+        target.clear_faults()
         bad = self.client_factory(
-            provider, "invalid", base_url=self.target.base_url, transport=self.recorder, sleep=self.target.advance
+            provider, "invalid", base_url=target.base_url, transport=self.recorder, sleep=target.advance
         )
-        case = Case(provider, kind, "scenario", description="invalid key", expected_error=errors.AuthenticationError)
-        try:
-            bad.submit(request)
-        except errors.WanError as exc:
-            case.error = exc
-        case.exchanges = self.recorder.take()
-        yield case
+        yield self.attempt(scenario("invalid key", errors.AuthenticationError), lambda: bad.submit(request))
 
     # -- a whole run ------------------------------------------------------------------------
 

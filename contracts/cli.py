@@ -81,3 +81,79 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.junit:
         args.junit.write_text(report.junit(), encoding="utf-8")
     return 0 if report.passed else 1
+
+
+def add_drift_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "drift",
+        help="probe a provider and report where it drifted from the captured contract",
+        description="Free probes first (missing key, invalid key, invalid body, unknown task id), then task "
+        "lifecycles: free against a wanmock --target, at most --budget billable ones --live. Every answer is "
+        "compared with the captured schemas; ids, timestamps and signed URLs never count as drift.",
+    )
+    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers))
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--live", action="store_true", help="the real provider (key from the environment)")
+    source.add_argument("--cassette", type=Path, help="a directory written by `wanmock record`")
+    source.add_argument("--target", help="a running wanmock, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--budget", type=int, default=0, help="live: at most this many billable tasks (default 0)")
+    parser.add_argument("--format", default="text", choices=("text", "json", "junit", "markdown"))
+    parser.add_argument("--fail-on", default="breaking", choices=("breaking", "warning"))
+    parser.add_argument("--output", type=Path, help="write the report here instead of standard output")
+    parser.set_defaults(handler=run_drift)
+
+
+def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import httpx
+
+    from contracts.drift import Prober, compare, exit_code, observations_from_cassette, render
+
+    if args.budget < 0:
+        err.write("wanmock drift: --budget must be at least 0\n")
+        return 2
+    provider = args.provider
+    if args.cassette:
+        if not (args.cassette / "cassette.json").is_file():
+            err.write(f"wanmock drift: {args.cassette} holds no cassette.json\n")
+            return 2
+        observations = observations_from_cassette(args.cassette)
+    else:
+        if args.live:
+            variable = f"{provider.upper()}_API_KEY"
+            key = os.environ.get(variable)
+            if not key:
+                err.write(f"wanmock drift: --live needs {variable} in the environment\n")
+                return 2
+            prober = Prober(provider, catalog().provider(provider).base_url, key)
+            lifecycles = args.budget
+        else:
+            origin = args.target.rstrip("/")
+            try:
+                health = httpx.get(f"{origin}/__admin/health", timeout=10).json()
+            except (httpx.HTTPError, ValueError) as exc:
+                err.write(f"wanmock drift: {origin} is not a wanmock server ({exc})\n")
+                return 2
+            served = health.get("providers", [])
+            if provider not in served:
+                err.write(f"wanmock drift: {origin} does not serve {provider}\n")
+                return 2
+            base = origin if len(served) == 1 else f"{origin}/{provider}"
+            manual = health.get("clock") == "manual"
+            prober = Prober(provider, base, "test-key", admin_url=origin if manual else None)
+            lifecycles = 1  # a mock's tasks cost nothing
+        try:
+            observations = prober.free_probes()
+            for _ in range(lifecycles):
+                observations += prober.lifecycle("t2v", timeout=1500 if args.live else 120)
+        except httpx.HTTPError as exc:
+            err.write(f"wanmock drift: {provider} could not be reached: {exc}\n")
+            return 2
+        finally:
+            prober.close()
+    findings = [finding for observation in observations for finding in compare(observation)]
+    report = render(findings, args.format, provider)
+    if args.output:
+        args.output.write_text(report, encoding="utf-8")
+    else:
+        out.write(report)
+    return exit_code(findings, args.fail_on)

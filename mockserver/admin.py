@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from mockserver.app import TEST_HEADER, AppState, decode_json
 from mockserver.clock import ManualClock
+from mockserver.drift import DriftRule, DriftRuleError
 from mockserver.faults import FaultRule, RuleError
 from mockserver.tasks import EXPIRED, Task, TransitionError
 
@@ -199,7 +200,22 @@ async def reset(request: Request) -> JSONResponse:
     state.faults.clear(test_id)
     if test_id is None:
         state.limiter.reset()
+        state.drift.clear()
     return JSONResponse({"reset": test_id or "all"})
+
+
+async def drift(request: Request) -> JSONResponse:
+    state = _state(request)
+    if request.method == "GET":
+        return JSONResponse({"rules": [r.to_dict() for r in state.drift.rules()]})
+    if request.method == "DELETE":
+        state.drift.clear()
+        return JSONResponse({"rules": []})
+    try:
+        rule = state.drift.add(DriftRule.parse(await _json_body(request)))
+    except (RuleError, DriftRuleError) as exc:
+        return _error(400, str(exc))
+    return JSONResponse(rule.to_dict(), status_code=201)
 
 
 ROUTES = [
@@ -213,6 +229,7 @@ ROUTES = [
     Route("/__admin/clock", clock, methods=["GET"]),
     Route("/__admin/clock/advance", clock_advance, methods=["POST"]),
     Route("/__admin/reset", reset, methods=["POST"]),
+    Route("/__admin/drift", drift, methods=["GET", "POST", "DELETE"]),
 ]
 
 

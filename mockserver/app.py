@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from mockserver import timing
 from mockserver.config import ServerConfig
+from mockserver.drift import Drift
 from mockserver.errors import ApiError, kind_for_status
 from mockserver.faults import FaultRules
 from mockserver.media import MediaCache, VideoSpec, file_response
@@ -70,6 +71,7 @@ class AppState:
     media: MediaCache
     rng: random.Random
     served: dict[str, Served] = field(default_factory=dict)
+    drift: Drift = field(default_factory=Drift)
 
     def now(self) -> float:
         return self.config.clock.now()
@@ -210,6 +212,7 @@ class ProviderHandler:
             log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
             status, body = self.profile.error_answer(ApiError("server_error", "wanmock internal error"), ctx)
             headers = {}
+        status, body = self.state.drift.apply(self.profile.provider, entry["endpoint"], status, body)
         self.journal(request, ctx, status, body, test_id, entry)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type="application/json")

@@ -22,7 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in sorted(entry_points(group="wanmock.commands"), key=lambda e: e.name):
-        entry.load()(commands)
+        try:
+            add_parser = entry.load()
+        except ImportError as exc:  # one broken command must not take the others down
+            sys.stderr.write(f"wanmock: the {entry.name!r} command is unavailable: {exc}\n")
+            continue
+        add_parser(commands)
     return parser
 
 

@@ -36,8 +36,17 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+ADMIN_BODY_LIMIT = 1024 * 1024  # control-plane bodies are small JSON objects
+
+
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > ADMIN_BODY_LIMIT:
+            raise RuleError(f"the body exceeds {ADMIN_BODY_LIMIT} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:

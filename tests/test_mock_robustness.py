@@ -986,3 +986,10 @@ def test_unlisted_methods_on_the_control_plane_get_its_own_json(mock: Mock, meth
     assert response.status_code == 405
     assert response.headers["allow"].split(", ")[0] == "GET"
     assert "error" in response.json()
+
+
+def test_control_plane_bodies_are_capped(mock: Mock) -> None:
+    huge = b'{"action": "latency", "message": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    response = mock.post("/__admin/faults", content=huge)
+    assert response.status_code == 400
+    assert "exceeds" in response.json()["error"]

@@ -1,13 +1,16 @@
-"""`wanmock schemas`: list the captured contracts and validate a JSON document against one."""
+"""`wanmock schemas`: list the captured contracts, validate a JSON document against one, compare two
+versions of a schema (``diff``) and propose an update from observed bodies (``propose``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
-from schemas.catalog import KINDS, MESSAGES, Catalog, SchemaNotFound, catalog
+from schemas.catalog import KINDS, MESSAGES, Catalog, SchemaNotFound, catalog, resolve_pointer
+from schemas.evolution import diff_dirs, diff_files, write_proposal
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -42,6 +45,37 @@ def add_parser(subparsers: Any) -> None:
     )
     validate.add_argument("file", metavar="FILE")
     validate.set_defaults(handler=_validate)
+    diff = actions.add_parser(
+        "diff",
+        help="compare two versions of a schema file, or two provider directories",
+        description="Print each change as BREAKING or ok with its schema path and reason. A request "
+        "(submit.*) breaks clients when it accepts less; a response when it may answer what clients "
+        "were not written for. Exit 1 when any change is breaking, 0 otherwise, 2 on a usage error.",
+    )
+    diff.add_argument("old", metavar="OLD", help="schema file or provider directory")
+    diff.add_argument("new", metavar="NEW", help="schema file or provider directory")
+    diff.add_argument("--json", dest="as_json", action="store_true", help="print the changes as JSON")
+    diff.add_argument(
+        "--direction",
+        choices=("auto", "request", "response"),
+        default="auto",
+        help="how to classify two files (default: a submit.* file or title is a request)",
+    )
+    diff.set_defaults(handler=_diff)
+    propose = actions.add_parser(
+        "propose",
+        help="write <name>.proposed.json: a captured schema widened to accept observed bodies",
+        description="Each SAMPLE is a JSON file holding one observed body or a list of them. The "
+        "captured schema is never modified; the proposal records every change under "
+        "x-proposed-changes. Prints the proposal's path.",
+    )
+    propose.add_argument("--provider", required=True)
+    propose.add_argument("--operation", required=True, choices=MESSAGES)
+    propose.add_argument("--model", help="model kind or model id; needed for submit")
+    propose.add_argument("--state", help="poll-response state; default: the status word the samples carry")
+    propose.add_argument("--out", metavar="DIR", help="directory for the proposal (default: beside the captured file)")
+    propose.add_argument("samples", metavar="SAMPLE", nargs="+")
+    propose.set_defaults(handler=_propose)
 
 
 def _listing(cat: Catalog) -> list[dict[str, Any]]:
@@ -144,3 +178,80 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_INVALID
     out.write(f"valid{against}\n")
     return EXIT_VALID
+
+
+def _diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    old, new = Path(args.old), Path(args.new)
+    try:
+        if old.is_dir() and new.is_dir():
+            if args.direction != "auto":
+                err.write("wanmock schemas diff: --direction applies to two files, not directories\n")
+                return EXIT_USAGE
+            changes = diff_dirs(old, new)
+        elif old.is_file() and new.is_file():
+            changes = diff_files(old, new, direction=args.direction)
+        else:
+            err.write(f"wanmock schemas diff: {old} and {new} must be two files or two directories\n")
+            return EXIT_USAGE
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, or not a JSON object
+        err.write(f"wanmock schemas diff: {exc}\n")
+        return EXIT_USAGE
+    breaking = sum(c.breaking for c in changes)
+    if args.as_json:
+        json.dump([c.as_dict() for c in changes], out, indent=2)
+        out.write("\n")
+    else:
+        for change in changes:
+            out.write(f"{change}\n")
+        out.write(f"{len(changes)} change(s), {breaking} breaking\n")
+    return EXIT_INVALID if breaking else EXIT_VALID
+
+
+def _propose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    samples: list[Any] = []
+    try:
+        for file in args.samples:
+            document = _read_document(file)
+            samples += document if isinstance(document, list) else [document]
+    except OSError as exc:
+        err.write(f"wanmock schemas propose: cannot read {exc.filename}: {exc.strerror}\n")
+        return EXIT_USAGE
+    except json.JSONDecodeError as exc:
+        err.write(f"wanmock schemas propose: a sample is not JSON: {exc}\n")
+        return EXIT_USAGE
+    if not samples:
+        err.write("wanmock schemas propose: the sample files hold no instance\n")
+        return EXIT_USAGE
+    cat = catalog()
+    try:
+        state = args.state
+        if args.operation == "poll-response" and state is None:
+            state = _status_word(cat, args.provider, samples)
+        file = cat.schema_file(args.provider, args.operation, args.model, state)
+    except SchemaNotFound as exc:
+        err.write(f"wanmock schemas propose: {exc}\n")
+        return EXIT_USAGE
+    written = write_proposal(cat.root / args.provider / file, samples, out_dir=args.out)
+    proposal = json.loads(written.read_text(encoding="utf-8"))
+    for change in proposal["x-proposed-changes"]:
+        err.write(f"  {change['at']}: {change['change']} ({change['evidence']} of {change['of']} samples)\n")
+    for issue in proposal.get("x-proposed-unresolved", []):
+        err.write(f"  still rejected: {issue['at']}: {issue['message']}\n")
+    out.write(f"{written}\n")
+    return EXIT_VALID
+
+
+def _status_word(cat: Catalog, provider: str, samples: list[Any]) -> str:
+    """The one status word every sample carries at the provider's status pointer."""
+    pointer = cat.provider(provider).task_fields["status_in_poll"]
+    words = set()
+    for sample in samples:
+        try:
+            words.add(json.dumps(resolve_pointer(sample, pointer)))
+        except (LookupError, ValueError, TypeError):
+            words.add("(none)")
+    if len(words) != 1 or not next(iter(words)).startswith('"'):
+        raise SchemaNotFound(
+            f"the samples carry the status words {', '.join(sorted(words))} at {pointer}; pass --state"
+        )
+    return str(json.loads(next(iter(words))))

@@ -4,6 +4,7 @@ provider's shape. A test id (header X-Wanmock-Test or ?test=) scopes what is see
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.requests import Request
@@ -75,6 +76,8 @@ async def health(request: Request) -> JSONResponse:
             "timing": config.timing,
             "clock": "manual" if isinstance(config.clock, ManualClock) else "system",
             "now": state.now(),
+            "store": type(state.store).__name__,
+            "pid": os.getpid(),  # which worker answered (wanmock serve --workers N)
         }
     )
 

@@ -33,7 +33,7 @@ from mockserver import timing
 from mockserver.config import ServerConfig
 from mockserver.drift import Drift
 from mockserver.errors import ApiError, kind_for_status
-from mockserver.faults import FaultRules
+from mockserver.faults import FaultRuleSet
 from mockserver.media import MediaCache, VideoSpec, file_response
 from mockserver.profiles import Context, Profile, profile_for
 from mockserver.ratelimit import RateLimiter
@@ -65,7 +65,7 @@ class Served:
 class AppState:
     config: ServerConfig
     store: TaskStore
-    faults: FaultRules
+    faults: FaultRuleSet
     limiter: RateLimiter
     links: ResultLinks
     media: MediaCache
@@ -340,9 +340,12 @@ class ProviderHandler:
         entry: dict[str, Any],
         scope: dict[str, str | None],
     ) -> tuple[int, Any, dict[str, str]]:
-        unfinished = sum(
-            1 for t in self.state.store.tasks(self.name) if t.owner == owner and not t.is_terminal(ctx.now)
-        )
+        limit = self.state.config.rate_limits.get(self.name)
+        unfinished = None
+        if limit is not None and limit.concurrency is not None:  # a shared store would load every task
+            unfinished = sum(
+                1 for t in self.state.store.tasks(self.name) if t.owner == owner and not t.is_terminal(ctx.now)
+            )
         self.state.limiter.check(self.name, owner, ctx.now, unfinished)
         for header, value in found.endpoint.headers.items():
             if request.headers.get(header, "").strip().lower() != value.lower():
@@ -562,14 +565,20 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
 
     config = config or ServerConfig()
     seed = config.seed if config.seed is not None else secrets.randbits(64)
+    store = store or MemoryStore()
+    secret, rng = hashlib.sha256(f"wanmock-{seed}".encode()).digest(), random.Random(seed)
+    if config.seed is None:  # a store keeps the first secret: every app (worker) on it signs alike
+        secret = store.link_secret(secret)
+    if store.shared:  # no two workers (or restarts) draw the same task ids
+        rng = random.Random(f"{seed}/{store.next_seq()}")
     state = AppState(
         config=config,
-        store=store or MemoryStore(),
-        faults=FaultRules(),
+        store=store,
+        faults=store.fault_rules(),
         limiter=RateLimiter(config.rate_limits),
-        links=ResultLinks(hashlib.sha256(f"wanmock-{seed}".encode()).digest()),
+        links=ResultLinks(secret),
         media=MediaCache(config.media_dir, config.media_max_bytes),
-        rng=random.Random(seed),
+        rng=rng,
     )
     for name in config.providers:
         profile = profile_for(name, config)
@@ -587,6 +596,9 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
         state.media.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    # A path no route matches (Starlette's "{path:path}" stops at a newline, e.g. a task id with
+    # %0A in it) still reaches the provider, which answers in its own shape, not text/plain.
+    app.router.default = dispatcher
     app.state.wanmock = state
     return app
 

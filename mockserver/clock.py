@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Clock(Protocol):
@@ -45,3 +45,37 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now})"
+
+
+@runtime_checkable
+class SharedTime(Protocol):
+    """A store that keeps a manual clock's "now" where every worker reads it."""
+
+    def clock_now(self, start: float) -> float:
+        """The stored now (``start`` until the clock is first advanced)."""
+        ...
+
+    def clock_advance(self, seconds: float, start: float) -> float:
+        """Add ``seconds`` to the stored now atomically (from ``start`` if unset); return it."""
+        ...
+
+
+class StoredManualClock(ManualClock):
+    """A manual clock whose "now" lives in a shared store (SQLite, Redis): every worker of a
+    server, and a restarted server, sees the same time, and advances add up atomically."""
+
+    def __init__(self, store: SharedTime, start: float = ManualClock.DEFAULT_START) -> None:
+        super().__init__(start)
+        self._store = store
+        self._start = float(start)
+
+    def now(self) -> float:
+        return self._store.clock_now(self._start)
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a clock only moves forward; got {seconds} seconds")
+        return self._store.clock_advance(float(seconds), self._start)
+
+    def __repr__(self) -> str:
+        return f"StoredManualClock(now={self.now()})"

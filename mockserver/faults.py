@@ -7,7 +7,7 @@ import itertools
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from schemas import catalog
 
@@ -113,7 +113,48 @@ def _check_scope(rule: FaultRule) -> None:
         raise RuleError(f"unknown model {rule.model!r}; a kind or model id: {', '.join(offered)}")
 
 
+def choose(
+    rules: list[FaultRule], scope: Mapping[str, str | None], actions: tuple[str, ...] = ACTIONS
+) -> list[FaultRule]:
+    """The rules of ``actions`` (among ``rules``, in creation order) that fire for ``scope``.
+
+    Every matching latency rule fires; of the error and drop rules only the first; a fail
+    rule (the first) only when no error or drop rule fires, since then no task is made.
+    Each fired rule is counted here (``hits`` up, ``count`` down, in place); rules that do not
+    fire keep their counts. A rule whose count reaches 0 is exhausted: its holder drops it.
+    """
+    matching = [r for r in rules if r.action in actions and r.matches(scope)]
+    terminal = [r for r in matching if r.action in TERMINAL_ACTIONS][:1]
+    failing = [] if terminal else [r for r in matching if r.action == "fail"][:1]
+    chosen = {id(r) for r in terminal + failing}
+    fired: list[FaultRule] = []
+    for rule in matching:
+        if rule.action == "latency" or id(rule) in chosen:
+            rule.hits += 1
+            if rule.count is not None:
+                rule.count -= 1
+            fired.append(rule)
+    return fired
+
+
+def exhausted(rule: FaultRule) -> bool:
+    return rule.count is not None and rule.count <= 0
+
+
+class FaultRuleSet(Protocol):
+    """Where a server's fault rules live: in this process (``FaultRules``), or in a shared store
+    (SQLite, Redis) so every worker sees the same rules and each count is spent exactly once."""
+
+    def add(self, rule: FaultRule) -> FaultRule: ...
+    def remove(self, rule_id: str) -> bool: ...
+    def rules(self, test_id: str | None = None) -> list[FaultRule]: ...
+    def clear(self, test_id: str | None = None) -> None: ...
+    def take(self, scope: Mapping[str, str | None], actions: tuple[str, ...] = ACTIONS) -> list[FaultRule]: ...
+
+
 class FaultRules:
+    """Fault rules in this process's memory, safe across its threads."""
+
     def __init__(self) -> None:
         self._rules: list[FaultRule] = []
         self._ids = itertools.count(1)
@@ -140,23 +181,11 @@ class FaultRules:
             self._rules = [r for r in self._rules if test_id is not None and r.test_id != test_id]
 
     def take(self, scope: Mapping[str, str | None], actions: tuple[str, ...] = ACTIONS) -> list[FaultRule]:
-        """The rules of ``actions`` that fire for ``scope`` (counted; exhausted rules are dropped).
-
-        Every matching latency rule fires; of the error and drop rules only the first; a fail
-        rule (the first) only when no error or drop rule fires, since then no task is made.
-        Rules that do not fire keep their counts.
-        """
-        fired: list[FaultRule] = []
+        """The rules that fire for ``scope`` (see ``choose``); exhausted rules are dropped."""
+        if not self._rules:  # the common case: no rule at all, no lock
+            return []
         with self._lock:
-            matching = [r for r in self._rules if r.action in actions and r.matches(scope)]
-            terminal = [r for r in matching if r.action in TERMINAL_ACTIONS][:1]
-            failing = [] if terminal else [r for r in matching if r.action == "fail"][:1]
-            chosen = {id(r) for r in terminal + failing}
-            for rule in matching:
-                if rule.action == "latency" or id(rule) in chosen:
-                    rule.hits += 1
-                    if rule.count is not None:
-                        rule.count -= 1
-                    fired.append(rule)
-            self._rules = [r for r in self._rules if r.count is None or r.count > 0]
+            fired = choose(self._rules, scope, actions)
+            if fired:
+                self._rules = [r for r in self._rules if not exhausted(r)]
         return fired

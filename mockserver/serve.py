@@ -1,16 +1,37 @@
-"""`wanmock serve`: run the mock server with uvicorn."""
+"""`wanmock serve`: run the mock server with uvicorn.
+
+With ``--workers N`` (N > 1) the parent binds the socket (so ``--port 0`` still works) and
+uvicorn's supervisor runs N worker processes on it, each building its app with
+``app_from_env``: the parsed options travel in the ``WANMOCK_SERVE_OPTIONS`` environment
+variable. The workers share the store named by ``--store`` (SQLite or Redis; the memory store
+is per process, so it is refused), and through it fault rules, the manual clock and the secret
+that signs result URLs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
+import json
+import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from mockserver.clock import ManualClock, SystemClock
+from mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
 from mockserver.config import TIMINGS, ServerConfig, all_providers
 
-STORES = ("memory",)
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from mockserver.store import TaskStore
+
+STORES = ("memory", "sqlite", "redis", "rediss")
+OPTIONS_VARIABLE = "WANMOCK_SERVE_OPTIONS"
+WORKERS_NEED_A_SHARED_STORE = "workers need a shared store: --store sqlite:///... or redis://..."
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,7 +47,18 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--timing", default="fast", choices=TIMINGS)
     parser.add_argument("--seed", type=int, help="make task ids and timings reproducible")
     parser.add_argument("--keys", type=Path, help="a file of accepted API keys, one per line")
-    parser.add_argument("--store", default="memory", help="task store URL (memory)")
+    parser.add_argument(
+        "--store",
+        default="memory",
+        help="where tasks, the journal, fault rules and the manual clock live: memory (default, this "
+        "process), sqlite:///PATH (survives restarts; shared by workers), redis://HOST:PORT/DB (shared by hosts)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on one socket (more than 1 needs --store sqlite:///... or redis://...)",
+    )
     parser.add_argument(
         "--clock",
         default="system",
@@ -35,6 +67,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes)
     parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
     parser.set_defaults(handler=run)
 
 
@@ -50,9 +83,9 @@ def read_keys(path: Path) -> frozenset[str]:
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
-    store = args.store.partition("://")[0]
+    store = args.store.partition("://")[0].partition("?")[0]
     if store not in STORES:
-        raise ValueError(f"unsupported --store {args.store!r}; supported: {', '.join(STORES)}")
+        raise ValueError(f"unsupported --store {args.store!r}; supported: memory, sqlite:///PATH, redis://HOST:PORT/DB")
     return ServerConfig(
         providers=all_providers() if args.provider == "all" else (args.provider,),
         timing=args.timing,
@@ -78,33 +111,126 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def encode_options(args: argparse.Namespace) -> str:
+    """The parsed options as JSON for the workers (paths marked; the handler left out). An
+    option of any other type fails here, at startup, rather than vanish in the workers."""
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, Path):
+            return {"__path__": str(value)}
+        raise TypeError(f"cannot pass {value!r} to a worker")
+
+    return json.dumps({k: v for k, v in vars(args).items() if not callable(v)}, default=encode)
+
+
+def decode_options(text: str) -> argparse.Namespace:
+    def decode(value: dict[str, Any]) -> Any:
+        return Path(value["__path__"]) if set(value) == {"__path__"} else value
+
+    return argparse.Namespace(**json.loads(text, object_hook=decode))
+
+
+def build_app(args: argparse.Namespace, store: TaskStore | None = None) -> Starlette:
+    """The app ``args`` describe, on ``store`` (opened from ``--store`` when not given). With a
+    shared store, ``--clock manual`` keeps its "now" in the store (StoredManualClock)."""
+    from mockserver.app import create_app
+    from mockserver.store import store_from_url
+
+    config = config_from(args)
+    store = store if store is not None else store_from_url(args.store)
+    if isinstance(store, SharedTime) and isinstance(config.clock, ManualClock):
+        config.clock = StoredManualClock(store)
+    media_dir = getattr(args, "media_dir", None)
+    if media_dir is not None:
+        config.media_dir = Path(media_dir)
+    return create_app(config, store)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's app factory for each worker of ``wanmock serve --workers N``."""
+    text = os.environ.get(OPTIONS_VARIABLE)
+    if text is None:
+        raise RuntimeError(f"{OPTIONS_VARIABLE} is not set: start workers through `wanmock serve --workers N`")
+    return build_app(decode_options(text))
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
 
-    from mockserver.app import base_urls, create_app
+    from mockserver.app import base_urls
+    from mockserver.replay import create_replay_app
+    from mockserver.store import StoreError, store_from_url
 
     try:
         config = config_from(args)
+        replay = create_replay_app(args.cassette, config.clock) if args.cassette is not None else None
     except (OSError, ValueError) as exc:
+        err.write(f"wanmock serve: {exc}\n")
+        return 2
+    if args.workers < 1 or (args.workers > 1 and args.cassette is not None):
+        err.write("wanmock serve: --workers must be at least 1, and --cassette replays in one process\n")
+        return 2
+    if args.workers > 1 and args.store.partition("://")[0].partition("?")[0] == "memory":
+        err.write(f"wanmock serve: {WORKERS_NEED_A_SHARED_STORE}\n")
+        return 2
+    try:
+        store = store_from_url(args.store)
+    except StoreError as exc:
         err.write(f"wanmock serve: {exc}\n")
         return 2
     try:
         sock = listen(args.host, args.port)
     except OSError as exc:
+        store.close()
         err.write(f"wanmock serve: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return 2
     family = sock.family
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     origin = f"http://{shown}:{port}"
+    if replay is not None:  # --cassette: the recorded answers, replayed on the clock
+        store.close()  # a replay keeps no tasks in it
+        out.write(replay.state.replay.banner(origin))
+        out.flush()
+        uvicorn.Server(uvicorn.Config(replay, log_level=args.log_level, lifespan="on")).run(sockets=[sock])
+        return 0
     out.write(f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n")
     for provider, url in base_urls(config, origin).items():
         out.write(f"  {provider:<10} {url}\n")
     if len(config.providers) > 1:
         out.write(f"  (modellix, aimlapi and apiyi also at {origin}/)\n")
     out.write(f"  control    {origin}/__admin/health\n")
+    if args.workers > 1:
+        out.write(f"  ({args.workers} workers sharing {args.store})\n")
     out.flush()
-    app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on"))
-    server.run(sockets=[sock])
+    if args.workers > 1:
+        return run_workers(args, store, sock)
+    try:
+        server = uvicorn.Server(uvicorn.Config(build_app(args, store), log_level=args.log_level, lifespan="on"))
+        server.run(sockets=[sock])
+    finally:
+        store.close()
+    return 0
+
+
+def run_workers(args: argparse.Namespace, store: TaskStore, sock: socket.socket) -> int:
+    """uvicorn's supervisor with ``args.workers`` processes on ``sock``; they share ``--store``
+    (its schema is ready: the parent opened it) and one directory of rendered MP4s."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    store.close()
+    media_dir = tempfile.mkdtemp(prefix="wanmock-media-")
+    os.environ[OPTIONS_VARIABLE] = encode_options(argparse.Namespace(**vars(args), media_dir=media_dir))
+    config = uvicorn.Config(
+        "mockserver.serve:app_from_env", factory=True, workers=args.workers, log_level=args.log_level, lifespan="on"
+    )
+    supervisor: Any = Multiprocess
+    if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn wants the worker's target
+        supervisor = functools.partial(supervisor, target=uvicorn.Server(config).run)
+    try:
+        supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+        shutil.rmtree(media_dir, ignore_errors=True)
     return 0

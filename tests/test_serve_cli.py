@@ -127,7 +127,10 @@ def test_one_provider_is_served_at_the_root() -> None:
     ("args", "message"),
     [
         (["--provider", "openai"], "invalid choice"),
-        (["--store", "redis://localhost:6379/0"], "unsupported --store"),
+        (["--store", "mongodb://localhost:27017/0"], "unsupported --store"),
+        (["--store", "redis://127.0.0.1:1/0"], "cannot use the Redis store"),
+        (["--workers", "2"], "workers need a shared store: --store sqlite:///... or redis://..."),
+        (["--workers", "0"], "--workers must be at least 1"),
         (["--timing", "slow"], "invalid choice"),
     ],
 )

@@ -1,0 +1,540 @@
+"""`wanmock record`: capture live exchanges with a provider into a cassette, for replay by the mock.
+
+A recording sends the free probes first — a refused key, an invalid body, an unknown task id —
+then, within ``budget`` (default 0: nothing is spent), billable submissions of one model kind with
+the cheapest parameters (720P, the shortest duration the schema allows), each polled to the end by
+the reference client at the provider's documented cadence.
+
+The cassette is one file, ``DIR/cassette.json``::
+
+    {
+      "provider": "dashscope",
+      "recorded_at": "2026-05-01T12:00:00Z",          # UTC, when the recording ended
+      "wanmock_version": "0.1.0",
+      "cassette_version": 1,
+      "base_url": "https://dashscope.aliyuncs.com",   # what request paths are relative to
+      "interactions": [                               # every exchange, in the order sent
+        {
+          "request": {"method": "POST", "path": "/api/v1/services/...",   # relative to base_url
+                      "query": {"name": "value"}, "headers": {...}, "body": {...} | "text" | null},
+          "response": {"status": 200, "headers": {...}, "body": {...} | "text" | null},
+          "elapsed": 12.5,      # seconds since the submit of its task (0 for the submit itself);
+                                # for an exchange with no recorded task, since the recording began
+          "task_id": "..." | null,                    # the task a submit created or a poll named
+          "endpoint": "submit" | "poll" | "other",
+          "probe": "refused-key" | "invalid-body" | "unknown-task" | "paid"
+        }
+      ],
+      "tasks": {"<task id>": {"kind": "t2v", "submit": 3, "polls": [4, 5, 6]}}
+    }
+
+``tasks`` holds each task a submit created (a 200 answer with a task id): the index of its
+submit interaction and the indexes of its polls in the order sent, so ``polls`` read with their
+``elapsed`` is the ordered sequence of answers the provider gave over the task's life (retried
+polls included). ``probe`` says why an exchange was sent. An exchange that got no answer (a
+transport error) is not kept.
+
+Nothing secret reaches the file: :func:`scrub` runs over every header, query and body before it
+is kept, even in memory. ``Authorization``, ``Proxy-Authorization``, ``X-Api-Key``,
+``Cookie`` and ``Set-Cookie`` values become ``<redacted>``; the API key is replaced by
+``<redacted>`` inside any string; in every URL, signed-URL query parameters (``Signature``,
+``Expires``, ``X-Amz-*``, ``X-Oss-*``, ``OSSAccessKeyId``, ``security-token``, ``AccessKeyId``,
+...) and any query value longer than 40 characters become ``<redacted>``, as does user info
+(``user:pass@``). Request ids stay, so a recording can be matched with the provider's logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from contracts import errors
+from contracts.client import WanClient
+from contracts.dialects import dialect_for
+from contracts.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
+from mockserver.replay import CASSETTE_FILE, REDACTED
+from mockserver.routing import Match, Router
+from schemas import catalog, resolve_pointer
+
+CASSETTE_VERSION = 1
+SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"})
+SIGNED_PARAMS = frozenset(
+    {"signature", "expires", "ossaccesskeyid", "security-token", "accesskeyid", "x-goog-signature", "sig", "token"}
+)
+SIGNED_PREFIXES = ("x-amz-", "x-oss-", "x-goog-")
+LONG_QUERY_VALUE = 40
+URL = re.compile(r"https?://[^\s\"'<>\\]+", re.I)
+# A signed parameter outside a recognisable URL (an escaped "\u0026", a header, a log line).
+SIGNED_ASSIGNMENT = re.compile(
+    r"(?i)(?<![a-z_-])(signature|expires|ossaccesskeyid|security-token|accesskeyid|x-(?:amz|oss|goog)-[\w-]+)=([^&\s\"'<>\\]+)"
+)
+UNKNOWN_TASK_ID = "wanmock-no-such-task"
+PROMPT = "wanmock recording: a red ball on a table"
+# The mock does not fetch media; a live recording of i2v or videoedit needs --media.
+EXAMPLE_IMAGE = "https://example.com/first_frame.png"
+EXAMPLE_VIDEO = "https://example.com/input.mp4"
+
+
+# -- scrubbing ------------------------------------------------------------------------------
+
+
+def _signed_param(name: str) -> bool:
+    lowered = unquote(name).lower()
+    lowered = lowered.removeprefix("amp;")  # a URL inside HTML or XML: &amp;Signature=
+    return lowered in SIGNED_PARAMS or lowered.startswith(SIGNED_PREFIXES)
+
+
+def scrub_url(url: str) -> str:
+    """``url`` with user info, signed query parameters and long query values redacted
+    (textually: the rest of the URL is kept byte for byte)."""
+    base, question, rest = url.partition("?")
+    scheme, sep, after = base.partition("://")
+    authority, slash, path = after.partition("/")
+    if "@" in authority:
+        authority = REDACTED + "@" + authority.rpartition("@")[2]
+    base = scheme + sep + authority + slash + path
+    if not question:
+        return base
+    query, hash_mark, fragment = rest.partition("#")
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, value = piece.partition("=")
+        if equals and (_signed_param(name) or len(unquote(value)) > LONG_QUERY_VALUE):
+            piece = f"{name}={REDACTED}"
+        pieces.append(piece)
+    return base + "?" + "&".join(pieces) + hash_mark + fragment
+
+
+def _scrub_text(text: str, keys: tuple[str, ...]) -> str:
+    for key in keys:
+        text = text.replace(key, REDACTED)
+    if "://" in text:
+        text = URL.sub(lambda found: scrub_url(found.group(0)), text)
+    return SIGNED_ASSIGNMENT.sub(lambda found: f"{found.group(1)}={REDACTED}", text) if "=" in text else text
+
+
+def scrub(obj: Any, keys: Iterable[str] = ()) -> Any:
+    """A copy of ``obj`` (headers, a query, a JSON body, a string) safe to write down: credential
+    fields redacted, each of ``keys`` (API keys) replaced by ``<redacted>`` wherever it occurs, and
+    every URL's signature redacted (see the module docstring)."""
+    secrets = tuple(sorted({k for k in keys if k}, key=len, reverse=True))
+    return _scrub(obj, secrets)
+
+
+def _scrub(obj: Any, keys: tuple[str, ...]) -> Any:
+    if isinstance(obj, str):
+        return _scrub_text(obj, keys)
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for name, value in obj.items():
+            clean = _scrub_text(str(name), keys)
+            secret = str(name).lower() in SECRET_FIELDS or _signed_param(str(name))
+            out[clean] = REDACTED if secret and value is not None else _scrub(value, keys)
+        return out
+    if isinstance(obj, list | tuple):
+        return [_scrub(item, keys) for item in obj]
+    return obj
+
+
+# -- the recording transport ----------------------------------------------------------------
+
+
+def _json_or_text(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+class CassetteTransport(httpx.BaseTransport):
+    """Wraps a transport and keeps each exchange, scrubbed, as a cassette interaction."""
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        provider: str,
+        base_url: str,
+        *,
+        keys: Iterable[str],
+        now: Callable[[], float],
+    ) -> None:
+        self.inner = inner
+        self.provider = catalog().provider(provider)
+        self.router = Router(self.provider)
+        self.base_path = urlsplit(base_url).path.rstrip("/")
+        self.keys = tuple(keys)
+        self.now = now
+        self.started = now()
+        self.probe = "paid"
+        self.interactions: list[dict[str, Any]] = []
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self._submitted: dict[str, float] = {}
+
+    def _classify(self, request: httpx.Request, path: str) -> tuple[str, str | None, str | None]:
+        """(endpoint, task id named by the request, model id named by the request)."""
+        found = self.router.match(request.method, path)
+        if not isinstance(found, Match):
+            return "other", None, None
+        task_id = found.params.get("task_id")
+        for param, placeholder in found.endpoint.query.items():
+            if placeholder == "{task_id}":
+                task_id = request.url.params.get(param)
+        name = found.endpoint.name
+        return (name if name in ("submit", "poll") else "other"), task_id, found.params.get("model")
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        sent = self.now()
+        path = request.url.path
+        if self.base_path and path.startswith(self.base_path):
+            path = path[len(self.base_path) :] or "/"
+        endpoint, task_id, model_id = self._classify(request, path)
+        body = _json_or_text(request.read())
+        interaction: dict[str, Any] = {
+            "request": {
+                "method": request.method,
+                "path": path,
+                "query": scrub(dict(request.url.params.multi_items()), self.keys),
+                "headers": scrub(dict(request.headers), self.keys),
+                "body": scrub(body, self.keys),
+            },
+            "response": None,
+            "elapsed": 0.0,
+            "task_id": task_id,
+            "endpoint": endpoint,
+            "probe": self.probe,
+        }
+        response = self.inner.handle_request(request)  # no answer (a transport error): nothing kept
+        response.read()
+        index = len(self.interactions)
+        self.interactions.append(interaction)
+        answer = _json_or_text(response.content)
+        interaction["response"] = {
+            "status": response.status_code,
+            "headers": scrub(dict(response.headers), self.keys),
+            "body": scrub(answer, self.keys),
+        }
+        if endpoint == "submit" and response.status_code == 200:
+            created = _pointer(answer, self.provider.task_fields["id_in_submit"])
+            if isinstance(created, str) and created:
+                task_id = interaction["task_id"] = created
+                if model_id is None and isinstance(body, dict):
+                    model_id = body.get("model")
+                model = self.provider.model_for_id(model_id) if isinstance(model_id, str) else None
+                self.tasks[created] = {"kind": model.kind if model else None, "submit": index, "polls": []}
+                self._submitted[created] = sent
+        if endpoint == "poll" and task_id in self.tasks:
+            self.tasks[task_id]["polls"].append(index)
+        interaction["elapsed"] = round(sent - self._submitted.get(task_id or "", self.started), 3)
+        return response
+
+    @contextmanager
+    def labelled(self, probe: str) -> Iterator[None]:
+        previous, self.probe = self.probe, probe
+        try:
+            yield
+        finally:
+            self.probe = previous
+
+
+def _pointer(body: Any, pointer: str) -> Any:
+    try:
+        return resolve_pointer(body, pointer)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return None
+
+
+# -- what to send ---------------------------------------------------------------------------
+
+
+def _field_schema(provider: str, kind: str, name: str) -> Mapping[str, Any]:
+    """The request schema of the normalised field ``name`` of ``kind`` (refs followed)."""
+    p = catalog().provider(provider)
+
+    def deref(node: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return node
+        file, _, pointer = ref.partition("#")
+        target = resolve_pointer(p.documents[file] if file else node, pointer) if pointer else p.documents[file]
+        return deref({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+
+    node: Mapping[str, Any] = p.documents[p.models[kind].schema_file]
+    for token in dialect_for(provider).FIELDS[kind][name].lstrip("/").split("/"):
+        node = deref(node).get("properties", {}).get(token, {})
+    return deref(node)
+
+
+def cheapest_duration(provider: str, kind: str) -> int | None:
+    """The shortest positive duration the schema allows (None: the schema sets no range)."""
+    node = _field_schema(provider, kind, "duration")
+    for option in node.get("anyOf", []) or [node]:
+        if "enum" in option:
+            return min(v for v in option["enum"] if isinstance(v, int) and not isinstance(v, bool) and v > 0)
+        if "minimum" in option:
+            return int(option["minimum"])
+    return None
+
+
+def cheapest_request(provider: str, kind: str, media: Sequence[str] = ()) -> VideoRequest:
+    """The cheapest billable request of ``kind``: 720P and the shortest duration. ``media``: the
+    first frame (i2v), or the input video then reference images (videoedit); example URLs where
+    none is given (the mock does not fetch them), and one reference image where one is required."""
+    duration = cheapest_duration(provider, kind)
+    if kind == "t2v":
+        return TextToVideo(PROMPT, resolution="720P", duration=duration)
+    if kind == "i2v":
+        return ImageToVideo(media[0] if media else EXAMPLE_IMAGE, prompt=PROMPT, resolution="720P", duration=duration)
+    if kind == "videoedit":
+        video, *images = media or [EXAMPLE_VIDEO]
+        request = VideoEdit(video, tuple(images), prompt=PROMPT, resolution="720P", duration=duration)
+        try:
+            dialect_for(provider).prepare_submit(request)
+        except errors.UnsupportedRequest:
+            if images:
+                raise
+            return dataclasses.replace(request, reference_images=(EXAMPLE_IMAGE,))  # APIYI requires one
+        return request
+    raise errors.WanError(f"unknown model kind {kind!r}; known: t2v, i2v, videoedit")
+
+
+def uses_example_media(request: VideoRequest) -> bool:
+    values = [getattr(request, f.name) for f in dataclasses.fields(request)]
+    flat = [v for value in values for v in (value if isinstance(value, tuple) else (value,))]
+    return EXAMPLE_IMAGE in flat or EXAMPLE_VIDEO in flat
+
+
+def _invalid_body(provider: str) -> dict[str, Any]:
+    """A t2v body the provider must refuse without billing: duration 99."""
+    body = dialect_for(provider).body(TextToVideo(PROMPT))
+    if isinstance(body.get("input"), dict):
+        body.setdefault("parameters", {})["duration"] = 99
+    else:
+        body["duration"] = 99
+    return body
+
+
+# -- a recording ----------------------------------------------------------------------------
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wanmock")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def record(
+    provider: str,
+    *,
+    api_key: str,
+    base_url: str,
+    transport: httpx.BaseTransport,
+    budget: int = 0,
+    kind: str = "t2v",
+    media: Sequence[str] = (),
+    sleep: Callable[[float], Any] = time.sleep,
+    now: Callable[[], float] = time.monotonic,
+    timeout: float = 1200.0,
+) -> dict[str, Any]:
+    """Record the free probes and at most ``budget`` billable tasks of ``kind``; the cassette.
+
+    ``transport`` and ``base_url`` say where requests go (the live provider, a wanmock server,
+    an in-process app); ``sleep`` and ``now`` are the time the polls wait on (a manual clock's
+    advance and now, against a mock)."""
+    if budget < 0:
+        raise errors.WanError("the budget must be 0 or more billable tasks")
+    offered = catalog().provider(provider).models
+    if kind not in offered:
+        raise errors.UnsupportedRequest(f"{provider} does not offer {kind} (it offers {', '.join(offered)})")
+    base_url = base_url.rstrip("/")
+    recorder = CassetteTransport(transport, provider, base_url, keys=[api_key], now=now)
+
+    def client(key: str) -> WanClient:
+        return WanClient(provider, key, base_url=base_url, transport=recorder, sleep=sleep, clock=now, timeout=60)
+
+    # A provider's refusal or a failed task is part of what is recorded, not an error here.
+    with client(api_key) as wan, client("invalid") as refused:
+        probe = TextToVideo(PROMPT, resolution="720P", duration=cheapest_duration(provider, "t2v"))
+        with recorder.labelled("refused-key"), suppress(errors.WanError):
+            refused.submit(probe)  # refused by every provider, and by wanmock by default
+        with recorder.labelled("invalid-body"), httpx.Client(transport=recorder, timeout=60) as raw:
+            body = _invalid_body(provider)
+            prepared = wan.dialect.prepare_body("t2v", body)
+            headers = {**prepared.headers, "Authorization": f"Bearer {api_key}"}
+            raw.post(base_url + prepared.path, json=body, headers=headers)
+        with recorder.labelled("unknown-task"), suppress(errors.WanError):
+            wan.poll(TaskHandle(provider, UNKNOWN_TASK_ID, "t2v"))
+        request = cheapest_request(provider, kind, media)
+        for _ in range(budget):
+            with recorder.labelled("paid"), suppress(errors.WanError):
+                wan.wait(wan.submit(request), timeout=timeout)
+    return {
+        "provider": provider,
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "wanmock_version": _version(),
+        "cassette_version": CASSETTE_VERSION,
+        "base_url": scrub(base_url, [api_key]),
+        "interactions": recorder.interactions,
+        "tasks": recorder.tasks,
+    }
+
+
+def write_cassette(directory: Path, cassette: Mapping[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CASSETTE_FILE
+    path.write_text(json.dumps(cassette, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+# -- where to record from -------------------------------------------------------------------
+
+
+class Pace:
+    """Time for the polls: real sleeping, or a wanmock server's manual clock advanced through
+    its control plane (``now`` is then the seconds advanced: the only time that server sees)."""
+
+    def __init__(self, admin: httpx.Client | None = None) -> None:
+        self.admin = admin
+        self.offset = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        if self.admin is None:
+            time.sleep(seconds)
+            return
+        self.admin.post("/__admin/clock/advance", json={"seconds": seconds}).raise_for_status()
+        self.offset += seconds
+
+    def now(self) -> float:
+        return self.offset if self.admin is not None else time.monotonic()
+
+
+def target_base(provider: str, url: str, admin: httpx.Client) -> tuple[str, bool]:
+    """(the provider's base URL at ``url``, whether its clock is manual). A wanmock server is
+    recognised by its health endpoint; anything else is taken as the provider's base URL."""
+    origin = url.rstrip("/")
+    try:
+        health = admin.get("/__admin/health")
+        info = health.json() if health.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("providers"), list):
+        return origin, False
+    served = info["providers"]
+    if provider not in served:
+        raise errors.WanError(f"{origin} does not serve {provider} (it serves {', '.join(map(str, served))})")
+    return (origin if len(served) == 1 else f"{origin}/{provider}"), info.get("clock") == "manual"
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "record",
+        help="record exchanges with a provider into a cassette (for `wanmock serve --cassette`)",
+        description="Free probes (a refused key, an invalid body, an unknown task id), then at most "
+        "--budget billable submissions with the cheapest parameters, each polled to the end. Keys, "
+        "cookies and URL signatures are redacted before anything is written.",
+    )
+    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers))
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--live", action="store_true", help="the live provider (key from <PROVIDER>_API_KEY)")
+    where.add_argument("--target", help="a wanmock server or another base URL (key: <PROVIDER>_API_KEY or test-key)")
+    parser.add_argument("--out", required=True, type=Path, help="the cassette directory (DIR/cassette.json)")
+    parser.add_argument("--budget", type=int, default=0, help="at most this many billable submissions (default 0)")
+    parser.add_argument("--model", default="t2v", choices=("t2v", "i2v", "videoedit"), help="kind to submit")
+    parser.add_argument(
+        "--media", nargs="+", default=[], help="i2v: the first frame URL; videoedit: the video, then reference images"
+    )
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds to wait for each task (1200)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing cassette")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.budget < 0:
+        err.write("wanmock record: --budget must be 0 or more\n")
+        return 2
+    if args.model not in catalog().provider(args.provider).models:
+        err.write(f"wanmock record: {args.provider} does not offer {args.model}\n")
+        return 2
+    try:
+        example = uses_example_media(cheapest_request(args.provider, args.model, args.media))
+    except errors.WanError as exc:
+        err.write(f"wanmock record: {exc}\n")
+        return 2
+    if args.live and args.budget and example:
+        needed = "the input video and a reference image" if args.model == "videoedit" else "the first frame"
+        err.write(f"wanmock record: a live {args.model} recording needs --media URL... ({needed}, fetchable)\n")
+        return 2
+    if (args.out / CASSETTE_FILE).exists() and not args.force:
+        err.write(f"wanmock record: {args.out / CASSETTE_FILE} exists (a paid recording?); --force overwrites it\n")
+        return 2
+    variable = f"{args.provider.upper()}_API_KEY"
+    key = os.environ.get(variable)
+    if args.live and not key:
+        err.write(f"wanmock record: --live needs {variable} in the environment\n")
+        return 2
+    try:
+        with httpx.HTTPTransport() as transport:
+            if args.live:
+                base, pace = catalog().provider(args.provider).base_url, Pace()
+                cassette = _record(args, key or "", base, transport, pace)
+            else:
+                with httpx.Client(base_url=args.target.rstrip("/"), timeout=30) as admin:
+                    base, manual = target_base(args.provider, args.target, admin)
+                    cassette = _record(args, key or "test-key", base, transport, Pace(admin if manual else None))
+    except errors.WanError as exc:
+        err.write(f"wanmock record: {exc}\n")
+        return 2
+    except httpx.HTTPError as exc:
+        err.write(f"wanmock record: cannot reach {args.target or 'the provider'}: {exc}\n")
+        return 2
+    path = write_cassette(args.out, cassette)
+    tasks = cassette["tasks"]
+    out.write(f"recorded {len(cassette['interactions'])} exchanges and {len(tasks)} task(s) into {path}\n")
+    for task_id, task in tasks.items():
+        words = [_status_word(args.provider, cassette["interactions"][i]) for i in task["polls"]]
+        out.write(f"  {task['kind']:<9} {task_id}: {' -> '.join(words) or 'no poll'}\n")
+    return 0
+
+
+def _record(
+    args: argparse.Namespace, key: str, base: str, transport: httpx.BaseTransport, pace: Pace
+) -> dict[str, Any]:
+    return record(
+        args.provider,
+        api_key=key,
+        base_url=base,
+        transport=transport,
+        budget=args.budget,
+        kind=args.model,
+        media=args.media,
+        sleep=pace.sleep,
+        now=pace.now,
+        timeout=args.timeout,
+    )
+
+
+def _status_word(provider: str, interaction: Mapping[str, Any]) -> str:
+    response = interaction.get("response")
+    if not response:
+        return "error"
+    word = _pointer(response["body"], catalog().provider(provider).task_fields["status_in_poll"])
+    return str(word) if response["status"] == 200 and word is not None else str(response["status"])

@@ -1,0 +1,270 @@
+"""A task store in one SQLite file: tasks and the journal survive a restart, and every process
+on the host that opens the same file (the workers of ``wanmock serve --workers N``) shares them.
+
+WAL mode (readers never wait for the writer), a busy timeout (a writer waits for another
+instead of failing), one connection per thread. Every read-modify-write (the sequence, a fault
+rule's count, the manual clock) is one statement or one ``BEGIN IMMEDIATE`` transaction, so it
+is atomic across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mockserver.faults import ACTIONS, FaultRule, choose, exhausted
+from mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
+from mockserver.tasks import Task
+
+BUSY_TIMEOUT_MS = 10_000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    provider   TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    test_id    TEXT,
+    seq        INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    evict_at   REAL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (provider, id)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_test ON tasks (test_id, seq);
+CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (seq);
+CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_at);
+CREATE INDEX IF NOT EXISTS tasks_by_eviction ON tasks (evict_at) WHERE evict_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS journal (
+    n       INTEGER PRIMARY KEY AUTOINCREMENT,
+    test_id TEXT,
+    data    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_test ON journal (test_id);
+CREATE TABLE IF NOT EXISTS rules (
+    n       INTEGER PRIMARY KEY,
+    test_id TEXT,
+    data    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value);
+INSERT OR IGNORE INTO counters VALUES ('seq', 0), ('rule', 0);
+"""
+TASK_UPSERT = """
+INSERT INTO tasks (provider, id, test_id, seq, created_at, evict_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (provider, id) DO UPDATE SET
+    test_id = excluded.test_id, seq = excluded.seq, created_at = excluded.created_at,
+    evict_at = excluded.evict_at, data = excluded.data
+"""
+
+
+class SQLiteStore:
+    shared = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        journal_limit: int = DEFAULT_JOURNAL_LIMIT,
+        evict_grace: float = DEFAULT_EVICT_GRACE,
+    ) -> None:
+        if journal_limit < 1 or evict_grace < 0:
+            raise ValueError("journal_limit must be positive and evict_grace not negative")
+        self.path = Path(path)
+        self.journal_limit = journal_limit
+        self.evict_grace = evict_grace
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._faults = SQLiteFaultRules(self)
+        try:
+            db = self.connection()
+            try:
+                db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self.close()
+            hint = "" if self.path.is_absolute() else f" (relative to {Path.cwd()}; sqlite:////abs/path.db is absolute)"
+            raise StoreError(f"cannot use the SQLite store {str(self.path)!r}{hint}: {exc}") from exc
+
+    # -- connections ----------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit; transactions are explicit)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            try:
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")  # durable across a crash of the server
+            except sqlite3.Error:
+                db.close()
+                raise
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once (BEGIN IMMEDIATE) so no two processes interleave."""
+        db = self.connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _row(self, task: Task) -> tuple[Any, ...]:
+        data = json.dumps(task.to_dict())
+        when = evict_at(task, self.evict_grace)
+        return (task.provider, task.id, task.test_id, task.seq, task.created_at, when, data)
+
+    def next_seq(self) -> int:
+        row = self.connection().execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value")
+        value: int = row.fetchall()[0][0]  # fetch all: a RETURNING statement ends (commits) when drained
+        return value
+
+    def add(self, task: Task) -> Task:
+        with self.transaction() as db:
+            db.execute("DELETE FROM tasks WHERE evict_at <= ?", (task.created_at,))  # created at the clock's now
+            db.execute(TASK_UPSERT, self._row(task))
+        return task
+
+    def save(self, task: Task) -> None:
+        self.connection().execute(TASK_UPSERT, self._row(task))
+
+    def get(self, provider: str, task_id: str) -> Task | None:
+        row = (
+            self.connection()
+            .execute("SELECT data FROM tasks WHERE provider = ? AND id = ?", (provider, task_id))
+            .fetchone()
+        )
+        return None if row is None else Task.from_dict(json.loads(row[0]))
+
+    def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]:
+        where, values = [], []
+        if provider is not None:
+            where.append("provider = ?")
+            values.append(provider)
+        if test_id is not None:
+            where.append("test_id = ?")
+            values.append(test_id)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.connection().execute(f"SELECT data FROM tasks{clause} ORDER BY seq", values)
+        return [Task.from_dict(json.loads(data)) for (data,) in rows]
+
+    # -- journal --------------------------------------------------------------------------
+
+    def append(self, entry: JournalEntry) -> None:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO journal (test_id, data) VALUES (?, ?)", (entry.test_id, json.dumps(entry.to_dict()))
+            )
+            assert cursor.lastrowid is not None
+            db.execute("DELETE FROM journal WHERE n <= ?", (cursor.lastrowid - self.journal_limit,))
+
+    def journal(self) -> list[JournalEntry]:
+        rows = self.connection().execute("SELECT data FROM journal ORDER BY n")
+        return [JournalEntry.from_dict(json.loads(data)) for (data,) in rows]
+
+    def reset(self, test_id: str | None = None) -> None:
+        with self.transaction() as db:
+            if test_id is None:
+                db.execute("DELETE FROM tasks")
+                db.execute("DELETE FROM journal")
+            else:
+                db.execute("DELETE FROM tasks WHERE test_id = ?", (test_id,))
+                db.execute("DELETE FROM journal WHERE test_id = ?", (test_id,))
+
+    # -- what every worker must agree on --------------------------------------------------
+
+    def fault_rules(self) -> SQLiteFaultRules:
+        return self._faults
+
+    def link_secret(self, fallback: bytes) -> bytes:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO settings VALUES ('link_secret', ?)", (fallback.hex(),))
+            (value,) = db.execute("SELECT value FROM settings WHERE name = 'link_secret'").fetchall()[0]
+        return bytes.fromhex(value)
+
+    def clock_now(self, start: float) -> float:
+        row = self.connection().execute("SELECT value FROM settings WHERE name = 'clock'").fetchone()
+        return start if row is None else float(row[0])
+
+    def clock_advance(self, seconds: float, start: float) -> float:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO settings VALUES ('clock', ?)", (start,))
+            (value,) = db.execute(
+                "UPDATE settings SET value = value + ? WHERE name = 'clock' RETURNING value", (seconds,)
+            ).fetchall()[0]
+        return float(value)
+
+
+class SQLiteFaultRules:
+    """Fault rules in the store's ``rules`` table. ``take`` reads without a lock; only when a
+    rule fires does it count it in a write transaction (re-reading, so two workers never spend
+    one count twice)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def _load(self, db: sqlite3.Connection, test_id: str | None = None) -> list[FaultRule]:
+        if test_id is None:
+            rows = db.execute("SELECT data FROM rules ORDER BY n")
+        else:
+            rows = db.execute("SELECT data FROM rules WHERE test_id = ? ORDER BY n", (test_id,))
+        return [FaultRule(**json.loads(data)) for (data,) in rows]
+
+    def add(self, rule: FaultRule) -> FaultRule:
+        with self._store.transaction() as db:
+            (n,) = db.execute("UPDATE counters SET value = value + 1 WHERE name = 'rule' RETURNING value").fetchall()[0]
+            rule.id = f"rule-{n}"
+            db.execute("INSERT INTO rules VALUES (?, ?, ?)", (n, rule.test_id, json.dumps(rule.to_dict())))
+        return rule
+
+    def remove(self, rule_id: str) -> bool:
+        prefix, _, number = rule_id.partition("-")
+        if prefix != "rule" or not number.isdigit():
+            return False
+        return self._store.connection().execute("DELETE FROM rules WHERE n = ?", (int(number),)).rowcount > 0
+
+    def rules(self, test_id: str | None = None) -> list[FaultRule]:
+        return self._load(self._store.connection(), test_id)
+
+    def clear(self, test_id: str | None = None) -> None:
+        if test_id is None:
+            self._store.connection().execute("DELETE FROM rules")
+        else:
+            self._store.connection().execute("DELETE FROM rules WHERE test_id = ?", (test_id,))
+
+    def take(self, scope: Mapping[str, str | None], actions: tuple[str, ...] = ACTIONS) -> list[FaultRule]:
+        if not choose(self._load(self._store.connection()), scope, actions):
+            return []  # the common case: nothing fires, nothing to write
+        with self._store.transaction() as db:
+            fired = choose(self._load(db), scope, actions)
+            for rule in fired:
+                n = int(rule.id.partition("-")[2])
+                if exhausted(rule):
+                    db.execute("DELETE FROM rules WHERE n = ?", (n,))
+                else:
+                    db.execute("UPDATE rules SET data = ? WHERE n = ?", (json.dumps(rule.to_dict()), n))
+        return fired

@@ -33,6 +33,8 @@ def seed_case(provider: str, name: str) -> dict[str, Any]:
 
 
 class Server:
+    """A `wanmock serve --port 0` subprocess, polled until it answers (never sleep and hope)."""
+
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
@@ -43,23 +45,32 @@ class Server:
         assert self.process.stdout is not None
         self.banner = [self.process.stdout.readline()]
         self.origin = self.banner[0].rsplit(" on ", 1)[-1].strip()
-        assert self.origin.startswith("http://127.0.0.1:"), self.banner
-        self.client = httpx.Client(base_url=self.origin, timeout=10)
-        deadline = time.monotonic() + 20
-        while True:  # poll for readiness; never sleep and hope
+        if not self.origin.startswith("http://127.0.0.1:"):
+            raise AssertionError(f"no banner: {self.banner} {self.stop()}")
+        self.client = httpx.Client(base_url=self.origin, timeout=20)
+        deadline = time.monotonic() + 30
+        while True:
             try:
                 if self.client.get("/__admin/health").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"server did not become ready: {self.banner}")
+                raise AssertionError(f"server did not become ready: {self.stop()}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        self.process.communicate(timeout=10)
+    def stop(self) -> str:
+        """Stop the server (killed if it does not end in 20 s); its standard error, for diagnostics."""
+        if hasattr(self, "client"):
+            self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            _, err = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return str(err)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from mockserver.store import JournalEntry, MemoryStore, StoreError, TaskStore, s
 from mockserver.tasks import Task, VideoParams
 from schemas import catalog, resolve_pointer
 from tests.conftest import AUTH, Mock, example_body, submit_headers
+from tests.test_serve_cli import Server
 
 STORES = ("memory", "sqlite", "redis")
 SHARED = ("sqlite", "redis")
@@ -491,32 +491,8 @@ def test_fault_rules_and_forced_transitions_reach_every_app(two_apps: tuple[Stor
 # -- wanmock serve on a shared store (real processes) ----------------------------------------
 
 
-class Serve:
-    """A `wanmock serve --port 0` subprocess, polled until it answers."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        banner = self.process.stdout.readline()
-        self.origin = banner.rsplit(" on ", 1)[-1].strip()
-        if not self.origin.startswith("http://127.0.0.1:"):
-            raise AssertionError(f"no banner: {banner!r} {self.stop()}")
-        self.client = httpx.Client(base_url=self.origin, timeout=20)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.client.get("/__admin/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"server did not become ready: {self.stop()}")
-            time.sleep(0.05)
+class Serve(Server):
+    """`wanmock serve` with helpers to submit and poll through it."""
 
     def submit(self, provider: str = "dashscope", **headers: str) -> str:
         p = catalog().provider(provider)
@@ -534,18 +510,6 @@ class Serve:
             params={k: v.replace("{task_id}", task_id) for k, v in endpoint.query.items()},
             headers=AUTH,
         )
-
-    def stop(self) -> str:
-        if hasattr(self, "client"):
-            self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            _, err = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, err = self.process.communicate()
-        return err
 
 
 def result_url(response: httpx.Response, provider: str = "dashscope") -> str:

@@ -27,7 +27,7 @@ import httpx
 
 from contracts.dialects import dialect_for
 from contracts.models import TextToVideo
-from schemas import Issue, catalog, resolve_pointer
+from schemas import Issue, Provider, catalog, resolve_pointer
 
 SEVERITIES = ("breaking", "warning", "info")
 RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info 0, warning 1, breaking 2
@@ -63,16 +63,8 @@ class Observation:
     kind: str | None = None
 
 
-def _deref(provider: str, node: Any) -> Any:
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str):
-        file, _, pointer = node["$ref"].partition("#")
-        doc = catalog().provider(provider).documents[file] if file else node
-        target = resolve_pointer(doc, pointer) if pointer else doc
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
-
-
-def _schema_for(observation: Observation) -> Mapping[str, Any] | None:
+def _schema_file(observation: Observation) -> str | None:
+    """The file of the schema the observed body answers to (a poll: the state its word names)."""
     cat = catalog()
     provider = cat.provider(observation.provider)
     if observation.message == "poll-response":
@@ -81,29 +73,28 @@ def _schema_for(observation: Observation) -> Mapping[str, Any] | None:
         except (KeyError, IndexError, TypeError, ValueError):
             return None
         state = provider.state_for_word(word) if isinstance(word, str) else None
-        return provider.documents[state.schema_file] if state else None
-    file = cat.schema_file(observation.provider, observation.message)
-    return provider.documents[file]
+        return state.schema_file if state else None
+    return cat.schema_file(observation.provider, observation.message)
 
 
-def _new_fields(provider: str, schema: Any, body: Any, path: str = "$") -> Iterable[str]:
-    """JSON paths of object keys the schema does not declare (responses are open, so these
-    validate; they are still news)."""
-    schema = _deref(provider, schema)
+def _new_fields(provider: Provider, schema: Any, within: str, body: Any, path: str = "$") -> Iterable[str]:
+    """JSON paths of object keys the schema (a node of file ``within``) does not declare
+    (responses are open, so these validate; they are still news)."""
     if not isinstance(schema, Mapping):
         return
+    schema, within = provider.deref(schema, within)
     for branch in schema.get("allOf", []):
-        yield from _new_fields(provider, branch, body, path)
+        yield from _new_fields(provider, branch, within, body, path)
     if isinstance(body, dict) and "properties" in schema:
         declared = schema["properties"]
         for key, value in body.items():
             if key not in declared:
                 yield f"{path}.{key}"
             else:
-                yield from _new_fields(provider, declared[key], value, f"{path}.{key}")
+                yield from _new_fields(provider, declared[key], within, value, f"{path}.{key}")
     elif isinstance(body, list) and "items" in schema:
         for index, item in enumerate(body[:3]):
-            yield from _new_fields(provider, schema["items"], item, f"{path}[{index}]")
+            yield from _new_fields(provider, schema["items"], within, item, f"{path}[{index}]")
 
 
 def _classify(observation: Observation, issue: Issue) -> tuple[str, str]:
@@ -148,9 +139,10 @@ def compare(observation: Observation) -> list[Finding]:
     for issue in issues:
         kind, detail = _classify(observation, issue)
         found("breaking", kind, issue.path, detail)
-    schema = _schema_for(observation)
-    if schema is not None and not issues:
-        for path in _new_fields(observation.provider, schema, observation.body):
+    file = _schema_file(observation)
+    if file is not None and not issues:
+        provider = catalog().provider(observation.provider)
+        for path in _new_fields(provider, provider.documents[file], file, observation.body):
             found("warning", "new field", path, "not in the captured schema")
     timing = catalog().provider(observation.provider).manifest.get("timing", {})
     if observation.elapsed is not None and observation.kind in timing.get("run_seconds", {}):

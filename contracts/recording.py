@@ -263,19 +263,7 @@ def _pointer(body: Any, pointer: str) -> Any:
 def _field_schema(provider: str, kind: str, name: str) -> Mapping[str, Any]:
     """The request schema of the normalised field ``name`` of ``kind`` (refs followed)."""
     p = catalog().provider(provider)
-
-    def deref(node: Mapping[str, Any]) -> Mapping[str, Any]:
-        ref = node.get("$ref")
-        if not isinstance(ref, str):
-            return node
-        file, _, pointer = ref.partition("#")
-        target = resolve_pointer(p.documents[file] if file else node, pointer) if pointer else p.documents[file]
-        return deref({**target, **{k: v for k, v in node.items() if k != "$ref"}})
-
-    node: Mapping[str, Any] = p.documents[p.models[kind].schema_file]
-    for token in dialect_for(provider).FIELDS[kind][name].lstrip("/").split("/"):
-        node = deref(node).get("properties", {}).get(token, {})
-    return deref(node)
+    return p.field_schema(p.models[kind].schema_file, dialect_for(provider).FIELDS[kind][name])
 
 
 def cheapest_duration(provider: str, kind: str) -> int | None:

@@ -316,14 +316,9 @@ class Runner:
         return info, (*output_size(resolution, ratio), float(duration))
 
     def _default(self, kind: str, name: str) -> Any:
-        from contracts.dialects import dialect_for
-
-        dialect = dialect_for(self.provider)
-        pointer = dialect.FIELDS[kind][name]
-        node: Any = catalog().provider(self.provider).documents[dialect.provider.models[kind].schema_file]
-        for token in pointer.lstrip("/").split("/"):
-            node = _deref(self.provider, node).get("properties", {}).get(token, {})
-        return _deref(self.provider, node).get("default")
+        provider = catalog().provider(self.provider)
+        pointer = self.client.dialect.FIELDS[kind][name]
+        return provider.field_schema(provider.models[kind].schema_file, pointer).get("default")
 
     def run_invalid(self, kind: str, body: dict[str, Any], description: str) -> Case:
         case = Case(self.provider, kind, "invalid", description=description, seed=self.seed)
@@ -454,17 +449,6 @@ def _one(strategy: st.SearchStrategy[Any], seed: int) -> Iterator[Any]:
     yield from found
 
 
-def _deref(provider: str, node: Any) -> Any:
-    ref = node.get("$ref") if isinstance(node, dict) else None
-    if not isinstance(ref, str):
-        return node
-    file, _, pointer = ref.partition("#")
-    from schemas import resolve_pointer
-
-    doc = catalog().provider(provider).documents[file] if file else node
-    return _deref(provider, {**resolve_pointer(doc, pointer), **{k: v for k, v in node.items() if k != "$ref"}})
-
-
 def progress_printer(stream: TextIO, label: str, total: int) -> Callable[[int], None]:
     if not stream.isatty():
         return lambda done: None
@@ -563,21 +547,10 @@ def _break_duration(body: dict[str, Any]) -> None:
 
 
 def _cheapest(provider: str) -> int:
-    """The shortest duration the provider's t2v schema accepts."""
-    from contracts.dialects import dialect_for
+    """The shortest t2v duration the provider's schema accepts (5 where it sets no range)."""
+    from contracts.recording import cheapest_duration
 
-    dialect = dialect_for(provider)
-    node: Any = catalog().provider(provider).documents[dialect.provider.models["t2v"].schema_file]
-    for token in dialect.FIELDS["t2v"]["duration"].lstrip("/").split("/"):
-        node = _deref(provider, node).get("properties", {}).get(token, {})
-    node = _deref(provider, node)
-    for option in node.get("anyOf", []) or [node]:
-        option = _deref(provider, option)
-        if "enum" in option:
-            return min(v for v in option["enum"] if isinstance(v, int) and v > 0)
-        if "minimum" in option:
-            return int(option["minimum"])
-    return 5
+    return cheapest_duration(provider, "t2v") or 5
 
 
 def summary(report: Report, stream: TextIO = sys.stdout) -> None:

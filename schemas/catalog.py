@@ -44,14 +44,6 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
     return node
 
 
-def _schema_at_pointer(schema: Mapping[str, Any], pointer: str) -> Mapping[str, Any]:
-    """The sub-schema describing the instance location ``pointer`` (through ``properties``)."""
-    node = schema
-    for token in pointer.lstrip("/").split("/"):
-        node = node["properties"][token]
-    return node
-
-
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -109,7 +101,7 @@ class Provider:
         pointer = m["task"]["status_in_poll"]
         self.states = {}
         for canonical, file in m["states"].items():
-            word = _schema_at_pointer(self.documents[file], pointer)["const"]
+            word = self.field_schema(file, pointer)["const"]
             self.states[canonical] = State(canonical, word, file)
         self.endpoints = {
             name: Endpoint(
@@ -123,6 +115,26 @@ class Provider:
             )
             for name, spec in m["endpoints"].items()
         }
+
+    def deref(self, node: Mapping[str, Any], within: str) -> tuple[Mapping[str, Any], str]:
+        """Follow the ``$ref``s of ``node``, a node of file ``within``: the target (with the node's
+        own keywords over it) and the file it lives in. ``#/$defs/x`` is resolved in ``within``,
+        ``defs.json#/$defs/x`` in that sibling file."""
+        while isinstance(node.get("$ref"), str):
+            file, _, pointer = node["$ref"].partition("#")
+            within = file or within
+            document = self.documents[within]
+            target = resolve_pointer(document, pointer) if pointer else document
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return node, within
+
+    def field_schema(self, file: str, pointer: str) -> Mapping[str, Any]:
+        """The schema of the instance location ``pointer`` (``/parameters/duration``) in the message
+        of ``file``, through ``properties`` with refs followed; ``{}`` where nothing is declared."""
+        node, within = self.deref(self.documents[file], file)
+        for token in pointer.lstrip("/").split("/"):
+            node, within = self.deref(node.get("properties", {}).get(token, {}), within)
+        return node
 
     @property
     def title(self) -> str:

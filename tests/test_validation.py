@@ -179,3 +179,11 @@ def test_a_one_megabyte_data_uri_validates(tmp_path: Path) -> None:
     image = "data:image/png;base64," + "A" * 1_000_000
     body = {"first_frame": image, "prompt": "x"}
     assert catalog().validate("modellix", "submit", body, kind="i2v") == []
+
+
+def test_field_schemas_follow_refs_across_and_within_files() -> None:
+    p = catalog().provider("dashscope")
+    assert p.field_schema("submit.t2v.json", "/parameters/seed")["maximum"] == 2147483647  # via defs.json
+    assert p.field_schema("submit.t2v.json", "/parameters/nothing") == {}
+    local, within = p.deref({"$ref": "#/$defs/at_most_one_first_frame"}, "submit.i2v.json")
+    assert (local["maxContains"], within) == (1, "submit.i2v.json")  # resolved in its own file, not the node

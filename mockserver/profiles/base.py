@@ -54,11 +54,8 @@ class Profile:
     @property
     def submit_word(self) -> str:
         """The status word of a successful submit (APIYI says PENDING, then polls say submitted)."""
-        doc = self.provider.documents["submit-response.json"]
-        node: Any = doc
-        for token in self.provider.task_fields["status_in_submit"].lstrip("/").split("/"):
-            node = self._deref(node)["properties"][token]
-        return str(self._deref(node).get("const", self.word("queued")))
+        pointer = self.provider.task_fields["status_in_submit"]
+        return str(self.provider.field_schema("submit-response.json", pointer).get("const", self.word("queued")))
 
     @property
     def retention_seconds(self) -> float:
@@ -68,23 +65,9 @@ class Profile:
         documented = self.provider.task_fields.get("retention_seconds")
         return float(documented) if documented else self.options.default_retention_seconds
 
-    def _deref(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Follow a same-provider ``$ref`` (``defs.json#/$defs/x`` or ``#/$defs/x``) once."""
-        ref = node.get("$ref")
-        if not isinstance(ref, str):
-            return node
-        file, _, pointer = ref.partition("#")
-        doc = self.provider.documents[file] if file else node
-        target = resolve_pointer(doc, pointer) if pointer else doc
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return self._deref(merged)
-
     def default(self, model: Model, pointer: str) -> Any:
         """The documented ``default`` of the request field at ``pointer`` (None if none)."""
-        node: Mapping[str, Any] = self.provider.documents[model.schema_file]
-        for token in pointer.lstrip("/").split("/"):
-            node = self._deref(node).get("properties", {}).get(token, {})
-        return self._deref(node).get("default")
+        return self.provider.field_schema(model.schema_file, pointer).get("default")
 
     def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
         """The request's value at ``pointer``, or the schema's default for it."""

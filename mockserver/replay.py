@@ -371,6 +371,7 @@ def create_replay_app(cassette_dir: Path, clock: Clock, *, media_dir: Path | Non
 
     Raises OSError or ValueError when the cassette cannot be read."""
     replay = Replay(Cassette(Path(cassette_dir)), clock, MediaCache(media_dir))
+    provider = _Provider(replay)
     routes = [
         Route("/__admin/health", replay.health, methods=["GET"]),
         Route("/__admin/clock", replay.clock_view, methods=["GET"]),
@@ -378,7 +379,7 @@ def create_replay_app(cassette_dir: Path, clock: Clock, *, media_dir: Path | Non
         Route("/__admin", _NoAdmin()),
         Route("/__admin/{rest:path}", _NoAdmin()),
         Route(FILES_PREFIX + "/{provider}/{name}", replay.download, methods=["GET", "HEAD"]),
-        Route("/{path:path}", _Provider(replay)),
+        Route("/{path:path}", provider),
     ]
 
     @contextlib.asynccontextmanager
@@ -387,5 +388,6 @@ def create_replay_app(cassette_dir: Path, clock: Clock, *, media_dir: Path | Non
         replay.media.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.router.default = provider  # a path "{path:path}" misses (a %0A in it) still gets the provider's shape
     app.state.replay = replay
     return app

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, TextIO
 
+from contracts.client import api_key_from_env, api_key_variable
 from schemas import catalog
 
 
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             err.write(f"wanmock contract: {provider} does not offer {args.model}\n")
             return 2
         if args.live:
-            variable = f"{provider.upper()}_API_KEY"
-            key = os.environ.get(variable)
+            variable = api_key_variable(provider)
+            key = api_key_from_env(provider)
             if not key:
                 err.write(f"wanmock contract: --live needs {variable} in the environment\n")
                 return 2
@@ -119,8 +119,8 @@ def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         observations = observations_from_cassette(args.cassette)
     else:
         if args.live:
-            variable = f"{provider.upper()}_API_KEY"
-            key = os.environ.get(variable)
+            variable = api_key_variable(provider)
+            key = api_key_from_env(provider)
             if not key:
                 err.write(f"wanmock drift: --live needs {variable} in the environment\n")
                 return 2

@@ -51,8 +51,13 @@ Step = Send | Sleep
 Steps = Generator[Step, Reply | None, T]
 
 
+def api_key_variable(provider: str) -> str:
+    """The environment variable holding ``provider``'s key: MODELLIX_API_KEY, DASHSCOPE_API_KEY, ..."""
+    return f"{provider.upper()}_API_KEY"
+
+
 def api_key_from_env(provider: str) -> str | None:
-    return os.environ.get(f"{provider.upper()}_API_KEY")
+    return os.environ.get(api_key_variable(provider)) or None
 
 
 class Engine:
@@ -148,7 +153,7 @@ class _Base:
         key = api_key if api_key is not None else api_key_from_env(self.provider)
         if not key:
             raise errors.AuthenticationError(
-                f"no API key for {self.provider}: pass api_key= or set {self.provider.upper()}_API_KEY",
+                f"no API key for {self.provider}: pass api_key= or set {api_key_variable(self.provider)}",
                 provider=self.provider,
             )
         self._key = key

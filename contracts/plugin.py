@@ -97,7 +97,9 @@ def wanmock_test_id(nodeid: str) -> str:
 
 def live_key_variable(provider: str) -> str:
     """The environment variable holding ``provider``'s API key (as contracts.client reads it)."""
-    return f"{provider.upper()}_API_KEY"
+    from contracts.client import api_key_variable
+
+    return api_key_variable(provider)
 
 
 # -- transports that stamp the test id ---------------------------------------------------

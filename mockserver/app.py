@@ -298,8 +298,8 @@ class ProviderHandler:
         """Apply the latency, drop and error rules that fire; return the scope, so that fail
         rules can be taken once a task is really created."""
         model_id = found.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
-        if model_id is None and task_id is not None:
-            task = self.state.store.get(self.name, task_id)
+        if model_id is None and task_id is not None and any(r.model for r in self.state.faults.rules()):
+            task = self.state.store.get(self.name, task_id)  # only a model-scoped rule needs the task's model
             model_id = task.model_id if task else None
         model = self.profile.provider.model_for_id(model_id) if isinstance(model_id, str) else None
         scope = {

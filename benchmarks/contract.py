@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from contracts.runner import Runner, in_process_target
-from schemas import catalog
+from wanmock.contracts.testing.runner import Runner, in_process_target
+from wanmock.schemas import catalog
 
 
 def main() -> None:

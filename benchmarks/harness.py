@@ -44,8 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/load.py` from anywhere
     sys.path.insert(0, str(REPO))
 
-from schemas import catalog, resolve_pointer  # noqa: E402
-from schemas.catalog import ROOT as SCHEMAS_ROOT  # noqa: E402
+from wanmock.schemas import catalog, resolve_pointer  # noqa: E402
+from wanmock.schemas.catalog import ROOT as SCHEMAS_ROOT  # noqa: E402
 
 KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -155,7 +155,7 @@ class Memory:
 def serve_options() -> set[str]:
     """The long options ``wanmock serve`` accepts here (``--store``, ``--workers`` are being added)."""
     done = subprocess.run(
-        [sys.executable, "-m", "mockserver", "serve", "--help"],
+        [sys.executable, "-m", "wanmock.mockserver", "serve", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -180,7 +180,7 @@ def serve_arguments(store: str | None, workers: int | None) -> list[str]:
 
 
 class WanmockServer:
-    """``python -m mockserver serve --port 0 ...`` in its own session; use as a context manager."""
+    """``python -m wanmock.mockserver serve --port 0 ...`` in its own session; use as a context manager."""
 
     def __init__(self, *args: str, ready_timeout: float = 60.0) -> None:
         self.args = ["serve", "--host", "127.0.0.1", "--port", "0", *args]
@@ -216,7 +216,7 @@ class WanmockServer:
         # a file, not a pipe (a full pipe would block the server); closed in stop()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mockserver", *self.args],
+            [sys.executable, "-m", "wanmock.mockserver", *self.args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             stdin=subprocess.DEVNULL,

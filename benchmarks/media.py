@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mockserver.media import MediaCache, VideoSpec, probe
+from wanmock.mockserver.media import MediaCache, VideoSpec, probe
 
 SIZES = {"720P": (1280, 720), "1080P": (1920, 1080)}
 DURATIONS = (5, 15)

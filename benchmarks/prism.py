@@ -423,7 +423,7 @@ def compare(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="wanmock-prism-") as scratch:
         document = Path(scratch) / f"{args.provider}.openapi.json"
         done = subprocess.run(
-            [sys.executable, "-m", "mockserver", "openapi", args.provider, "--output", str(document)],
+            [sys.executable, "-m", "wanmock.mockserver", "openapi", args.provider, "--output", str(document)],
             capture_output=True,
             text=True,
             timeout=120,

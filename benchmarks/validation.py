@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from schemas import catalog
+from wanmock.schemas import catalog
 
 
 def rate(fn: Callable[[], Any], seconds: float) -> float:

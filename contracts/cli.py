@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 from typing import Any, TextIO
 
-from contracts.client import api_key_from_env, api_key_variable
-from schemas import catalog
+from wanmock.contracts.client.engine import api_key_from_env, api_key_variable
+from wanmock.schemas import catalog
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,8 +34,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from contracts import errors
-    from contracts.runner import (
+    from wanmock.contracts.client import errors
+    from wanmock.contracts.testing.runner import (
         Report,
         Runner,
         in_process_target,
@@ -105,8 +105,7 @@ def add_drift_parser(subparsers: Any) -> None:
 
 def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import httpx
-
-    from contracts.drift import Prober, compare, exit_code, observations_from_cassette, render
+    from wanmock.contracts.tools.drift import Prober, compare, exit_code, observations_from_cassette, render
 
     if args.budget < 0:
         err.write("wanmock drift: --budget must be at least 0\n")

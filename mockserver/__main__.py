@@ -1,7 +1,7 @@
-"""`python -m mockserver` runs the `wanmock` command line."""
+"""`python -m wanmock.mockserver` runs the `wanmock` command line."""
 
 import sys
 
-from mockserver.cli import main
+from wanmock.mockserver.cli import main
 
 sys.exit(main())

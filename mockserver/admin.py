@@ -11,12 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
-
-from mockserver.app import TEST_HEADER, AppState, decode_json
-from mockserver.clock import ManualClock
-from mockserver.drift import DriftRule, DriftRuleError
-from mockserver.faults import FaultRule, RuleError
-from mockserver.tasks import EXPIRED, Task, TransitionError
+from wanmock.mockserver.app import TEST_HEADER, AppState, decode_json
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.drift import DriftRule, DriftRuleError
+from wanmock.mockserver.faults import FaultRule, RuleError
+from wanmock.mockserver.tasks import EXPIRED, Task, TransitionError
 
 ACTIONS = ("advance", "succeed", "fail", "cancel", "expire")
 FAIL_FIELDS = ("code", "message")

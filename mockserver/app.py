@@ -28,19 +28,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-
-from mockserver import timing
-from mockserver.config import ServerConfig
-from mockserver.drift import Drift
-from mockserver.errors import ApiError, kind_for_status
-from mockserver.faults import FaultRuleSet
-from mockserver.media import MediaCache, VideoSpec, file_response
-from mockserver.profiles import Context, Profile, profile_for
-from mockserver.ratelimit import RateLimiter
-from mockserver.results import FILES_PREFIX, ResultLinks, output_size, storage_error
-from mockserver.routing import Match, Router, WrongMethod
-from mockserver.store import JournalEntry, MemoryStore, TaskStore
-from mockserver.tasks import Task
+from wanmock.mockserver import timing
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.drift import Drift
+from wanmock.mockserver.errors import ApiError, kind_for_status
+from wanmock.mockserver.faults import FaultRuleSet
+from wanmock.mockserver.media import MediaCache, VideoSpec, file_response
+from wanmock.mockserver.profiles import Context, Profile, profile_for
+from wanmock.mockserver.ratelimit import RateLimiter
+from wanmock.mockserver.results import FILES_PREFIX, ResultLinks, output_size, storage_error
+from wanmock.mockserver.routing import Match, Router, WrongMethod
+from wanmock.mockserver.store import JournalEntry, MemoryStore, TaskStore
+from wanmock.mockserver.tasks import Task
 
 log = logging.getLogger("wanmock")
 TEST_HEADER = "x-wanmock-test"
@@ -561,7 +560,7 @@ async def download(request: Request) -> Response:
 
 def create_app(config: ServerConfig | None = None, store: TaskStore | None = None) -> Starlette:
     """The mock server as an ASGI app (run it with uvicorn, or call it through httpx)."""
-    from mockserver.admin import admin_routes
+    from wanmock.mockserver.admin import admin_routes
 
     config = config or ServerConfig()
     seed = config.seed if config.seed is not None else secrets.randbits(64)

@@ -1,4 +1,4 @@
-"""The `wanmock` console script (also `python -m mockserver`).
+"""The `wanmock` console script (also `python -m wanmock.mockserver`).
 
 Commands come from the ``wanmock.commands`` entry-point group: each package registers an
 ``add_parser(subparsers)`` function in pyproject.toml, so this module assembles the command line

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mockserver.clock import Clock, SystemClock
-from schemas import catalog
+from wanmock.mockserver.clock import Clock, SystemClock
+from wanmock.schemas import catalog
 
 TIMINGS = ("instant", "fast", "realistic")
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a 20 MB image as base64 is about 27 MB

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from schemas import Provider, catalog
+from wanmock.schemas import Provider, catalog
 
 KINDS = (
     "rename_field",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas import Issue
+from wanmock.schemas import Issue
 
 DETAIL_LIMIT = 4096
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
-from schemas import catalog
+from wanmock.schemas import catalog
 
 ACTIONS = ("error", "latency", "drop", "fail")
 ENDPOINTS = ("submit", "poll", "cancel", "list", "download")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from mockserver.config import RateLimit
-from mockserver.errors import ApiError
+from wanmock.mockserver.config import RateLimit
+from wanmock.mockserver.errors import ApiError
 
 WINDOW = 60.0
 

@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
-
-from mockserver.faults import ACTIONS, FaultRule, choose, exhausted
-from mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
-from mockserver.tasks import Task
+from wanmock.mockserver.faults import ACTIONS, FaultRule, choose, exhausted
+from wanmock.mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
+from wanmock.mockserver.tasks import Task
 
 DEFAULT_PREFIX = "wanmock:"
 SWEEP_BATCH = 500

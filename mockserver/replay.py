@@ -1,4 +1,4 @@
-"""Replay a cassette recorded by ``wanmock record`` (format: ``contracts.recording``) as a server.
+"""Replay a cassette recorded by ``wanmock record`` (format: ``wanmock.contracts.tools.recording``) as a server.
 
 ``create_replay_app(cassette_dir, clock)`` serves the cassette's provider at the root and under
 ``/<provider>/``, strict like the mock: an unknown path, a wrong method, a missing key or a body
@@ -37,17 +37,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-
-from mockserver.admin import MAX_ADVANCE_SECONDS
-from mockserver.app import bearer_token, decode_json
-from mockserver.clock import Clock, ManualClock
-from mockserver.config import ServerConfig
-from mockserver.errors import ApiError
-from mockserver.media import MediaCache, VideoSpec, file_response
-from mockserver.profiles import Context, Profile, profile_for
-from mockserver.results import FILES_PREFIX, output_size, storage_error
-from mockserver.routing import Match, Router, WrongMethod
-from schemas import catalog, resolve_pointer
+from wanmock.mockserver.admin import MAX_ADVANCE_SECONDS
+from wanmock.mockserver.app import bearer_token, decode_json
+from wanmock.mockserver.clock import Clock, ManualClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.media import MediaCache, VideoSpec, file_response
+from wanmock.mockserver.profiles import Context, Profile, profile_for
+from wanmock.mockserver.results import FILES_PREFIX, output_size, storage_error
+from wanmock.mockserver.routing import Match, Router, WrongMethod
+from wanmock.schemas import catalog, resolve_pointer
 
 CASSETTE_FILE = "cassette.json"
 REDACTED = "<redacted>"

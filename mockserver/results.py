@@ -13,8 +13,8 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from mockserver.tasks import Task
-from schemas import catalog
+from wanmock.mockserver.tasks import Task
+from wanmock.schemas import catalog
 
 FILES_PREFIX = "/__files"
 

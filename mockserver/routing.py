@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from schemas import Endpoint, Provider
+from wanmock.schemas import Endpoint, Provider
 
 PLACEHOLDERS = {"task_id": r"[^/]+", "model": r"[^?#]+?"}
 

@@ -21,13 +21,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
-from mockserver.config import TIMINGS, ServerConfig, all_providers
+from wanmock.mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
+from wanmock.mockserver.config import TIMINGS, ServerConfig, all_providers
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-
-    from mockserver.store import TaskStore
+    from wanmock.mockserver.store import TaskStore
 
 STORES = ("memory", "sqlite", "redis", "rediss")
 OPTIONS_VARIABLE = "WANMOCK_SERVE_OPTIONS"
@@ -133,8 +132,8 @@ def decode_options(text: str) -> argparse.Namespace:
 def build_app(args: argparse.Namespace, store: TaskStore | None = None) -> Starlette:
     """The app ``args`` describe, on ``store`` (opened from ``--store`` when not given). With a
     shared store, ``--clock manual`` keeps its "now" in the store (StoredManualClock)."""
-    from mockserver.app import create_app
-    from mockserver.store import store_from_url
+    from wanmock.mockserver.app import create_app
+    from wanmock.mockserver.store import store_from_url
 
     config = config_from(args)
     store = store if store is not None else store_from_url(args.store)
@@ -156,10 +155,9 @@ def app_from_env() -> Starlette:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
-
-    from mockserver.app import base_urls
-    from mockserver.replay import create_replay_app
-    from mockserver.store import StoreError, store_from_url
+    from wanmock.mockserver.app import base_urls
+    from wanmock.mockserver.replay import create_replay_app
+    from wanmock.mockserver.store import StoreError, store_from_url
 
     try:
         config = config_from(args)
@@ -223,7 +221,11 @@ def run_workers(args: argparse.Namespace, store: TaskStore, sock: socket.socket)
     media_dir = tempfile.mkdtemp(prefix="wanmock-media-")
     os.environ[OPTIONS_VARIABLE] = encode_options(argparse.Namespace(**vars(args), media_dir=media_dir))
     config = uvicorn.Config(
-        "mockserver.serve:app_from_env", factory=True, workers=args.workers, log_level=args.log_level, lifespan="on"
+        "wanmock.mockserver.serve:app_from_env",
+        factory=True,
+        workers=args.workers,
+        log_level=args.log_level,
+        lifespan="on",
     )
     supervisor: Any = Multiprocess
     if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn wants the worker's target

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mockserver.faults import ACTIONS, FaultRule, choose, exhausted
-from mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
-from mockserver.tasks import Task
+from wanmock.mockserver.faults import ACTIONS, FaultRule, choose, exhausted
+from wanmock.mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
+from wanmock.mockserver.tasks import Task
 
 BUSY_TIMEOUT_MS = 10_000
 SCHEMA = """

@@ -2,7 +2,7 @@
 
 ``store_from_url`` picks the store: ``memory`` (this process only), ``sqlite:///PATH`` (one
 host: survives a restart, shared by the workers of ``wanmock serve --workers N``;
-mockserver.sqlite_store) or ``redis://HOST:PORT/DB`` (several hosts; mockserver.redis_store).
+wanmock.mockserver.sqlite_store) or ``redis://HOST:PORT/DB`` (several hosts; wanmock.mockserver.redis_store).
 A store holds data only (a task's state is derived from its instants at the clock's "now"),
 so any process can answer for any task. Every store bounds its journal and forgets a task
 ``evict_grace`` seconds after its retention ends (swept when a task is added).
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from mockserver.faults import FaultRules, FaultRuleSet
-from mockserver.tasks import Task
+from wanmock.mockserver.faults import FaultRules, FaultRuleSet
+from wanmock.mockserver.tasks import Task
 
 DEFAULT_JOURNAL_LIMIT = 10_000
 DEFAULT_EVICT_GRACE = 3600.0  # seconds an expired task stays visible to the control plane
@@ -243,7 +243,7 @@ def store_from_url(url: str) -> TaskStore:
             raise StoreError(f"the memory store takes no path or options but journal_limit and evict_grace: {url!r}")
         return MemoryStore(journal_limit=journal_limit, evict_grace=evict_grace)
     if scheme == "sqlite":
-        from mockserver.sqlite_store import SQLiteStore
+        from wanmock.mockserver.sqlite_store import SQLiteStore
 
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/" or options:
             raise StoreError(
@@ -252,7 +252,7 @@ def store_from_url(url: str) -> TaskStore:
             )
         return SQLiteStore(unquote(parts.path[1:]), journal_limit=journal_limit, evict_grace=evict_grace)
     if scheme in ("redis", "rediss"):
-        from mockserver.redis_store import DEFAULT_PREFIX, RedisStore
+        from wanmock.mockserver.redis_store import DEFAULT_PREFIX, RedisStore
 
         prefix = options.pop("prefix", DEFAULT_PREFIX)
         rest = parts._replace(query=urlencode(options)).geturl()

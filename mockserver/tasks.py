@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from schemas import TERMINAL_STATES
+from wanmock.schemas import TERMINAL_STATES
 
 EXPIRED = "expired"
 

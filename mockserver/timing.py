@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from mockserver.tasks import VideoParams
-from schemas import Provider
+from wanmock.mockserver.tasks import VideoParams
+from wanmock.schemas import Provider
 
 FAST = (1.0, 3.0)  # queued, running: a few seconds end to end
 

@@ -6,7 +6,7 @@
 ["$.input: 'input' is required"]
 """
 
-from schemas.catalog import (
+from wanmock.schemas.catalog import (
     CANONICAL_STATES,
     KINDS,
     MESSAGES,
@@ -20,7 +20,7 @@ from schemas.catalog import (
     catalog,
     resolve_pointer,
 )
-from schemas.validation import CompiledSchema, Issue, json_path
+from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
 __all__ = [
     "CANONICAL_STATES",

@@ -15,8 +15,7 @@ from typing import Any
 
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-
-from schemas.validation import CompiledSchema, Issue, json_path
+from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
 ROOT = Path(__file__).resolve().parent
 BASE_URI = "https://wanmock.dev/schemas/"

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from schemas.catalog import KINDS, MESSAGES, Catalog, SchemaNotFound, catalog, resolve_pointer
-from schemas.evolution import diff_dirs, diff_files, write_proposal
+from wanmock.schemas.catalog import KINDS, MESSAGES, Catalog, SchemaNotFound, catalog, resolve_pointer
+from wanmock.schemas.evolution import diff_dirs, diff_files, write_proposal
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 

@@ -24,9 +24,8 @@ from urllib.parse import urljoin, urlsplit
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
-
-from schemas.catalog import resolve_pointer
-from schemas.validation import CompiledSchema, json_path
+from wanmock.schemas.catalog import resolve_pointer
+from wanmock.schemas.validation import CompiledSchema, json_path
 
 Resolver = Callable[[str], Mapping[str, Any]]
 """Given the absolute URI of a referenced document (``.../defs.json``), return that document."""

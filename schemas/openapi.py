@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from schemas.catalog import Catalog, Endpoint, Provider, catalog
+from wanmock.schemas.catalog import Catalog, Endpoint, Provider, catalog
 
 OPENAPI_VERSION = "3.1.0"
 COMPONENTS = "#/components/schemas/"

@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-
-from mockserver.app import AppState, create_app
-from mockserver.clock import ManualClock
-from mockserver.config import ServerConfig
-from schemas import catalog
-from schemas.catalog import ROOT
+from wanmock.mockserver.app import AppState, create_app
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.schemas import catalog
+from wanmock.schemas.catalog import ROOT
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -79,17 +78,17 @@ class Mock:
         return self.get(path, params=params, headers={**AUTH, **(headers or {})})
 
     def task_id(self, provider: str, response: httpx.Response) -> str:
-        from schemas import resolve_pointer
+        from wanmock.schemas import resolve_pointer
 
         return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["id_in_submit"]))
 
     def status_word(self, provider: str, response: httpx.Response) -> str:
-        from schemas import resolve_pointer
+        from wanmock.schemas import resolve_pointer
 
         return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["status_in_poll"]))
 
     def result_url(self, provider: str, response: httpx.Response) -> str:
-        from schemas import resolve_pointer
+        from wanmock.schemas import resolve_pointer
 
         return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["result_url_in_poll"]))
 

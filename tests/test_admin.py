@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.mockserver.app import create_app, fingerprint
+from wanmock.mockserver.clock import SystemClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.schemas import catalog
 
-from mockserver.app import create_app, fingerprint
-from mockserver.clock import SystemClock
-from mockserver.config import ServerConfig
-from schemas import catalog
 from tests.conftest import AUTH, KEY, PROVIDERS, Mock, example_body
 
 TEST = "X-Wanmock-Test"

@@ -1,18 +1,68 @@
-"""The layering in docs/ARCHITECTURE.md holds: no package imports one above it."""
+"""The layering in docs/ARCHITECTURE.md holds: each part of wanmock imports only what its allow-list names.
+
+A part is a package or sub-package (`wanmock.schemas`, `wanmock.mockserver`, `wanmock.contracts.client`, ...).
+Its modules may import the standard library, the part's own modules, and the names in ALLOWED; anything else
+(a third-party library or another wanmock part) is a violation. No module imports a generic top-level name
+such as `schemas`, `contracts` or `mockserver`: everything of wanmock lives under `wanmock.`.
+"""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = {
-    "schemas": {"mockserver", "contracts", "starlette", "httpx", "uvicorn", "hypothesis"},
-    "mockserver": {"contracts"},
-    "contracts": set(),
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+# part -> (its directory, what it may import besides the standard library and itself)
+ALLOWED: dict[str, tuple[str, set[str]]] = {
+    "wanmock.schemas": ("schemas", {"jsonschema", "referencing", "jsonschema_rs"}),
+    "wanmock.mockserver": (
+        "mockserver",
+        {"wanmock.schemas", "starlette", "uvicorn", "av", "redis", "uvloop", "httptools", "orjson"},
+    ),
+    "wanmock.contracts.client": ("contracts/client", {"wanmock.schemas", "httpx"}),
+    "wanmock.contracts.tools": (
+        "contracts/tools",
+        {"wanmock.schemas", "wanmock.contracts.client", "wanmock.mockserver", "httpx", "starlette", "uvicorn"},
+    ),
+    "wanmock.contracts.testing": (
+        "contracts/testing",
+        {
+            "wanmock.schemas",
+            "wanmock.contracts.client",
+            "wanmock.contracts.tools",
+            "wanmock.mockserver",
+            "httpx",
+            "hypothesis",
+            "pytest",
+            "_pytest",
+            "starlette",
+        },
+    ),
+    "wanmock.contracts": (
+        "contracts",
+        {
+            "wanmock.schemas",
+            "wanmock.contracts.client",
+            "wanmock.contracts.testing",
+            "wanmock.contracts.tools",
+            "httpx",
+        },
+    ),
 }
+
+
+def _part_of(name: str) -> str:
+    """The part a dotted import belongs to: the longest ALLOWED key that prefixes it, else its top name."""
+    best = ""
+    for part in ALLOWED:
+        if (name == part or name.startswith(part + ".")) and len(part) > len(best):
+            best = part
+    return best or name.split(".")[0]
 
 
 def _imports(path: Path) -> set[str]:
@@ -20,16 +70,42 @@ def _imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
     return found
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_package_imports_respect_the_layers(package: str) -> None:
-    violations = {
-        str(path.relative_to(ROOT)): sorted(_imports(path) & FORBIDDEN[package])
-        for path in (ROOT / package).rglob("*.py")
+def _modules(part: str) -> list[Path]:
+    directory = ROOT / ALLOWED[part][0]
+    nested = {ROOT / d for p, (d, _) in ALLOWED.items() if p.startswith(part + ".")}
+    return [p for p in directory.rglob("*.py") if not any(n in p.parents for n in nested)]
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_each_part_imports_only_what_it_is_allowed(part: str) -> None:
+    allowed = ALLOWED[part][1] | {part} | STDLIB
+    violations = {}
+    for path in _modules(part):
+        bad = sorted(name for name in _imports(path) if _part_of(name) not in allowed)
+        if bad:
+            violations[str(path.relative_to(ROOT))] = bad
+    assert violations == {}
+
+
+def test_nothing_imports_a_generic_top_level_name() -> None:
+    generic = {"schemas", "mockserver", "contracts"}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(n for n in _imports(path) if n.split(".")[0] in generic)
+        for base in ("schemas", "mockserver", "contracts", "tests", "benchmarks")
+        for path in (ROOT / base).rglob("*.py")
     }
-    assert {k: v for k, v in violations.items() if v} == {}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_allow_list_catches_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import httpx\nfrom wanmock.contracts.client import WanClient\n", encoding="utf-8")
+    names = _imports(bad)
+    allowed = ALLOWED["wanmock.mockserver"][1] | {"wanmock.mockserver"} | STDLIB
+    assert sorted(n for n in names if _part_of(n) not in allowed) == ["httpx", "wanmock.contracts.client"]

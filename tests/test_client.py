@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.engine import AsyncWanClient, WanClient
+from wanmock.contracts.client.models import ImageToVideo, TextToVideo, VideoEdit
+from wanmock.contracts.client.transport import ASGIThreadTransport, SocketLikeASGITransport
+from wanmock.mockserver.media import probe
 
-from contracts import errors
-from contracts.client import AsyncWanClient, WanClient
-from contracts.models import ImageToVideo, TextToVideo, VideoEdit
-from contracts.transport import ASGIThreadTransport, SocketLikeASGITransport
-from mockserver.media import probe
 from tests.conftest import PROVIDERS, Mock
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.dialects import AimlApi, DashScope, Modellix, dialect_for
+from wanmock.contracts.client.engine import WanClient
+from wanmock.contracts.client.models import PreparedRequest, TaskStatus, VideoRequest
+from wanmock.contracts.testing.runner import Report, Runner, in_process_target
+from wanmock.mockserver.cli import main
+from wanmock.schemas import catalog
 
-from contracts import errors
-from contracts.client import WanClient
-from contracts.dialects import AimlApi, DashScope, Modellix, dialect_for
-from contracts.models import PreparedRequest, TaskStatus, VideoRequest
-from contracts.runner import Report, Runner, in_process_target
-from mockserver.cli import main
-from schemas import catalog
 from tests.test_serve_cli import Server
 
 
@@ -160,7 +160,7 @@ def contract_subprocess(*args: str, key: str | None = None) -> subprocess.Comple
     if key:
         env["MODELLIX_API_KEY"] = key
     return subprocess.run(
-        [sys.executable, "-m", "mockserver", "contract", "--provider", "modellix", *args],
+        [sys.executable, "-m", "wanmock.mockserver", "contract", "--provider", "modellix", *args],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
 

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from schemas import catalog, resolve_pointer
-from schemas.catalog import ROOT
+from wanmock.schemas import catalog, resolve_pointer
+from wanmock.schemas.catalog import ROOT
 
 CASES = sorted((ROOT / "corpus").glob("*/*.json"))
 

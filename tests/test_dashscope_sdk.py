@@ -8,8 +8,8 @@ import dashscope
 import httpx
 import pytest
 from dashscope import VideoSynthesis
+from wanmock.mockserver.media import probe
 
-from mockserver.media import probe
 from tests.test_serve_cli import Server
 
 pytestmark = pytest.mark.slow

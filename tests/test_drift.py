@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.contracts.tools.drift import Observation, compare
+from wanmock.mockserver.cli import main
+from wanmock.schemas import catalog
 
-from contracts.drift import Observation, compare
-from mockserver.cli import main
-from schemas import catalog
 from tests.test_serve_cli import Server
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-
-from mockserver.cli import main
-from schemas import catalog
-from schemas.catalog import ROOT
-from schemas.evolution import Change, diff, diff_dirs, diff_files, infer, propose, resolver_for, write_proposal
+from wanmock.mockserver.cli import main
+from wanmock.schemas import catalog
+from wanmock.schemas.catalog import ROOT
+from wanmock.schemas.evolution import Change, diff, diff_dirs, diff_files, infer, propose, resolver_for, write_proposal
 
 PROVIDERS = sorted(catalog().providers)
 POLL = "poll-response.succeeded.json"

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.mockserver.app import ConnectionDropped
+from wanmock.mockserver.config import RateLimit
+from wanmock.schemas import catalog
 
-from mockserver.app import ConnectionDropped
-from mockserver.config import RateLimit
-from schemas import catalog
 from tests.conftest import AUTH, PROVIDERS, Mock, example_body
 
 TEST = "X-Wanmock-Test"

@@ -1,4 +1,4 @@
-"""mockserver.media: real MP4s (size, duration, audio), the render cache, and Range serving."""
+"""wanmock.mockserver.media: real MP4s (size, duration, audio), the render cache, and Range serving."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
-
-from mockserver import media
-from mockserver.media import MediaCache, VideoSpec, file_response, probe, render_mp4
+from wanmock.mockserver import media
+from wanmock.mockserver.media import MediaCache, VideoSpec, file_response, probe, render_mp4
 
 # ---------------------------------------------------------------------------------------------
 # Rendering and probing

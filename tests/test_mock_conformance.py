@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from wanmock.mockserver.media import probe
+from wanmock.mockserver.results import output_size
+from wanmock.schemas import catalog
 
-from mockserver.media import probe
-from mockserver.results import output_size
-from schemas import catalog
 from tests.conftest import AUTH, PROVIDERS, Mock, corpus, example_body
 
 

@@ -21,11 +21,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.errors import DEFAULT_STATUS
+from wanmock.mockserver.profiles import PROFILES
+from wanmock.schemas import catalog, resolve_pointer
 
-from mockserver.config import ServerConfig
-from mockserver.errors import DEFAULT_STATUS
-from mockserver.profiles import PROFILES
-from schemas import catalog, resolve_pointer
 from tests.conftest import AUTH, KEY, PROVIDERS, Mock, corpus, example_body, submit_headers
 
 JSON = {"Content-Type": "application/json"}
@@ -974,7 +974,7 @@ def test_a_lone_surrogate_in_a_fault_message_is_answered_not_crashed(mock: Mock)
 
 
 def test_the_loader_validates_strings_the_fast_engine_cannot_hold() -> None:
-    from schemas import catalog
+    from wanmock.schemas import catalog
 
     issues = catalog().validate("modellix", "submit", {"prompt": "\ud800", "duration": 99}, kind="t2v")
     assert [i.path for i in issues] == ["$.duration"]

@@ -17,14 +17,14 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from schemathesis.config import SchemathesisConfig
+from wanmock.mockserver.app import create_app
+from wanmock.mockserver.cli import main
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.schemas import catalog
+from wanmock.schemas.catalog import ROOT
+from wanmock.schemas.openapi import openapi_document
 
-from mockserver.app import create_app
-from mockserver.cli import main
-from mockserver.clock import ManualClock
-from mockserver.config import ServerConfig
-from schemas import catalog
-from schemas.catalog import ROOT
-from schemas.openapi import openapi_document
 from tests.conftest import KEY, PROVIDERS, Mock
 
 DOC_URI = "https://wanmock.dev/openapi.json"

@@ -1,4 +1,4 @@
-"""The pytest plugin (contracts.plugin) as a user's suite meets it: sample projects run with
+"""The pytest plugin (wanmock.contracts.testing.plugin) as a user's suite meets it: sample projects run with
 pytester (in-process, and in a subprocess under pytest-xdist), plus direct checks of test-id
 scoping on one shared in-process mock."""
 
@@ -8,13 +8,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
-from contracts.client import WanClient
-from contracts.errors import ServerError
-from contracts.models import TextToVideo
-from contracts.plugin import ControlPlaneError, InProcessMock, MockInstance, wanmock_test_id
-from mockserver.clock import ManualClock
-from mockserver.config import ServerConfig
+from wanmock.contracts.client.engine import WanClient
+from wanmock.contracts.client.errors import ServerError
+from wanmock.contracts.client.models import TextToVideo
+from wanmock.contracts.testing.plugin import ControlPlaneError, InProcessMock, MockInstance, wanmock_test_id
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.config import ServerConfig
 
 pytest_plugins = ["pytester"]
 
@@ -24,11 +23,11 @@ INNER_INI = """
 addopts = --strict-markers -p no:cacheprovider -ra
 filterwarnings = error
 """
-# "-p wanmock" names the entry point: it loads the plugin when autoloading is off and is a no-op
-# when it is on ("-p contracts.plugin" would register the module a second time). Hypothesis's
+# The wanmock plugin loads through its pytest11 entry point, as in a user's project (an explicit
+# "-p wanmock" in-process would warn: the `wanmock` namespace is already imported). Hypothesis's
 # plugin is left out of the inner runs: pytester forgets the modules each run imports, and
 # re-importing hypothesis (assertion-rewritten, as a plugin's distribution) costs a second a run.
-PLUGIN = ("-p", "wanmock", "-p", "no:hypothesispytest")
+PLUGIN = ("-p", "no:hypothesispytest")
 
 
 @pytest.fixture
@@ -49,8 +48,8 @@ import asyncio
 import httpx
 import pytest
 
-from contracts.errors import RateLimitedError, TaskFailedError
-from contracts.models import TextToVideo
+from wanmock.contracts.client.errors import RateLimitedError, TaskFailedError
+from wanmock.contracts.client.models import TextToVideo
 
 
 def test_text_to_video_runs_to_success(wanmock):
@@ -188,7 +187,7 @@ from pathlib import Path
 
 import httpx
 
-from contracts.models import TextToVideo
+from wanmock.contracts.client.models import TextToVideo
 
 
 def test_seed_request_over_a_socket(wanmock_server, wanmock_server_scope):
@@ -234,7 +233,7 @@ def test_session_server_over_a_real_socket(project: pytest.Pytester) -> None:
 PARALLEL = """
 import pytest
 
-from contracts.models import TextToVideo
+from wanmock.contracts.client.models import TextToVideo
 
 CASES = [(provider, n) for provider in ("modellix", "aimlapi", "apiyi", "dashscope") for n in (1, 2)]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-
-from contracts.dialects import dialect_for
-from contracts.recording import (
+from wanmock.contracts.client.dialects import dialect_for
+from wanmock.contracts.client.transport import ASGIThreadTransport
+from wanmock.contracts.tools.recording import (
     CASSETTE_FILE,
     UNKNOWN_TASK_ID,
     add_parser,
@@ -31,15 +31,15 @@ from contracts.recording import (
     scrub,
     write_cassette,
 )
-from contracts.transport import ASGIThreadTransport
-from mockserver.app import create_app
-from mockserver.clock import ManualClock
-from mockserver.config import ServerConfig
-from mockserver.media import probe
-from mockserver.profiles import profile_for
-from mockserver.replay import create_replay_app
-from mockserver.results import output_size
-from schemas import catalog, resolve_pointer
+from wanmock.mockserver.app import create_app
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.media import probe
+from wanmock.mockserver.profiles import profile_for
+from wanmock.mockserver.replay import create_replay_app
+from wanmock.mockserver.results import output_size
+from wanmock.schemas import catalog, resolve_pointer
+
 from tests.conftest import submit_headers
 from tests.test_serve_cli import Server
 
@@ -426,7 +426,7 @@ def test_without_a_recorded_unknown_answer_the_profile_answers(recorded: Recorde
 
 
 def _context() -> Any:
-    from mockserver.profiles import Context
+    from wanmock.mockserver.profiles import Context
 
     return Context(0.0, "http://replay", "", "/", "req", lambda _: "")
 
@@ -485,7 +485,7 @@ def record_command(*args: str) -> tuple[int, str, str]:
 
 def test_record_is_a_wanmock_command() -> None:
     found = {e.name: e.value for e in entry_points(group="wanmock.commands")}
-    assert found.get("record") == "contracts.recording:add_parser"
+    assert found.get("record") == "wanmock.contracts.tools.recording:add_parser"
 
 
 def test_record_refuses_what_it_cannot_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -514,7 +514,7 @@ def test_record_refuses_what_it_cannot_do(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_serve_refuses_a_missing_cassette(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mockserver", "serve", "--port", "0", "--cassette", str(tmp_path)],
+        [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", "--cassette", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=30,

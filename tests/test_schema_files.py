@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-
-from schemas import CANONICAL_STATES, catalog
-from schemas.catalog import ROOT
+from wanmock.schemas import CANONICAL_STATES, catalog
+from wanmock.schemas.catalog import ROOT
 
 SCHEMA_FILES = sorted(p for p in ROOT.glob("*/*.json") if p.name != "manifest.json")
 MANIFESTS = sorted(ROOT.glob("*/manifest.json"))

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.mockserver.media import probe
+from wanmock.mockserver.results import output_size
+from wanmock.schemas import catalog, resolve_pointer
+from wanmock.schemas.catalog import ROOT
 
-from mockserver.media import probe
-from mockserver.results import output_size
-from schemas import catalog, resolve_pointer
-from schemas.catalog import ROOT
 from tests.conftest import submit_headers
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ class Server:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -147,7 +147,7 @@ def test_one_provider_is_served_at_the_root() -> None:
 )
 def test_serve_refuses_bad_options_clearly(args: list[str], message: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
+        [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -176,7 +176,7 @@ def test_keys_file_restricts_accepted_keys(tmp_path: Any) -> None:
 def test_listening_socket_lets_asyncio_disable_nagle() -> None:
     import socket
 
-    from mockserver.serve import listen
+    from wanmock.mockserver.serve import listen
 
     sock = listen("127.0.0.1", 0)
     try:

@@ -10,15 +10,15 @@ import httpx
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
-
-from contracts import errors, strategies
-from contracts.client import WanClient
-from contracts.models import TaskHandle
-from contracts.transport import ASGIThreadTransport
-from mockserver.app import create_app
-from mockserver.clock import ManualClock
-from mockserver.config import ServerConfig
-from schemas import catalog
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.engine import WanClient
+from wanmock.contracts.client.models import TaskHandle
+from wanmock.contracts.client.transport import ASGIThreadTransport
+from wanmock.contracts.testing import strategies
+from wanmock.mockserver.app import create_app
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.schemas import catalog
 
 PROVIDERS = sorted(catalog().providers)
 

@@ -19,14 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.mockserver.app import create_app
+from wanmock.mockserver.clock import ManualClock, StoredManualClock
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.faults import FaultRule
+from wanmock.mockserver.store import JournalEntry, MemoryStore, StoreError, TaskStore, store_from_url
+from wanmock.mockserver.tasks import Task, VideoParams
+from wanmock.schemas import catalog, resolve_pointer
 
-from mockserver.app import create_app
-from mockserver.clock import ManualClock, StoredManualClock
-from mockserver.config import ServerConfig
-from mockserver.faults import FaultRule
-from mockserver.store import JournalEntry, MemoryStore, StoreError, TaskStore, store_from_url
-from mockserver.tasks import Task, VideoParams
-from schemas import catalog, resolve_pointer
 from tests.conftest import AUTH, Mock, example_body, submit_headers
 from tests.test_serve_cli import Server
 
@@ -373,7 +373,7 @@ def test_store_urls_that_cannot_work_are_refused_clearly(url: str, message: str)
 
 
 def test_store_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mockserver.sqlite_store import SQLiteStore
+    from wanmock.mockserver.sqlite_store import SQLiteStore
 
     assert isinstance(store_from_url("memory"), MemoryStore)
     assert isinstance(store_from_url("memory://?journal_limit=3&evict_grace=0"), MemoryStore)
@@ -394,7 +394,7 @@ def test_store_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_workers_build_their_app_from_the_options_serve_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from mockserver.serve import OPTIONS_VARIABLE, app_from_env, decode_options, encode_options
+    from wanmock.mockserver.serve import OPTIONS_VARIABLE, app_from_env, decode_options, encode_options
 
     keys = tmp_path / "keys.txt"
     keys.write_text("k-one\n")

@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-
-from contracts import strategies
-from contracts.dialects import dialect_for
-from contracts.models import ImageToVideo
-from contracts.strategies import (
+from wanmock.contracts.client.dialects import dialect_for
+from wanmock.contracts.client.models import ImageToVideo
+from wanmock.contracts.testing import strategies
+from wanmock.contracts.testing.strategies import (
     MUTATIONS,
     Mutation,
     applicable_mutations,
@@ -27,7 +26,7 @@ from contracts.strategies import (
     requests,
     video_requests,
 )
-from schemas import catalog, resolve_pointer
+from wanmock.schemas import catalog, resolve_pointer
 
 PROVIDERS = sorted(catalog().providers)
 PAIRS = [(p, k) for p in PROVIDERS for k in catalog().provider(p).models]

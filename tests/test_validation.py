@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from schemas import SchemaNotFound, catalog, json_path
-from schemas.catalog import ROOT
+from wanmock.schemas import SchemaNotFound, catalog, json_path
+from wanmock.schemas.catalog import ROOT
 
 CASES = [(p.parent.name, json.loads(p.read_text())) for p in sorted((ROOT / "corpus").glob("*/*.json"))]
 

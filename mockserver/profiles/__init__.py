@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mockserver.config import ServerConfig
-from mockserver.profiles.aimlapi import AimlApi
-from mockserver.profiles.apiyi import Apiyi
-from mockserver.profiles.base import Answer, Context, Profile, describe
-from mockserver.profiles.dashscope import DashScope
-from mockserver.profiles.modellix import Modellix
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.profiles.aimlapi import AimlApi
+from wanmock.mockserver.profiles.apiyi import Apiyi
+from wanmock.mockserver.profiles.base import Answer, Context, Profile, describe
+from wanmock.mockserver.profiles.dashscope import DashScope
+from wanmock.mockserver.profiles.modellix import Modellix
 
 PROFILES: dict[str, type[Profile]] = {p.name: p for p in (Modellix, AimlApi, Apiyi, DashScope)}
 

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from mockserver.errors import ApiError
-from mockserver.profiles.base import Answer, Context, Profile
-from mockserver.tasks import Task, VideoParams
-from schemas import Model
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.profiles.base import Answer, Context, Profile
+from wanmock.mockserver.tasks import Task, VideoParams
+from wanmock.schemas import Model
 
 ID_ALPHABET = string.ascii_letters + string.digits + "_-"  # ids look like "QC4qjlUKt8ZedNi7r09LM"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mockserver.errors import ApiError
-from mockserver.profiles.base import Answer, Context, Profile
-from mockserver.profiles.dashscope import CODES, nested_video_params
-from mockserver.tasks import Task, VideoParams
-from schemas import Model
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.profiles.base import Answer, Context, Profile
+from wanmock.mockserver.profiles.dashscope import CODES, nested_video_params
+from wanmock.mockserver.tasks import Task, VideoParams
+from wanmock.schemas import Model
 
 # Coarse progress: the upstream reports only 0 / 10 / 30 / 100 [Y1][Y5].
 PROGRESS = {"queued": 0, "running": 30, "succeeded": 100, "failed": 100, "canceled": 100}

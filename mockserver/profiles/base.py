@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mockserver.config import ServerConfig
-from mockserver.errors import ApiError
-from mockserver.tasks import EXPIRED, Task, VideoParams
-from schemas import Issue, Model, catalog, resolve_pointer
+from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.tasks import EXPIRED, Task, VideoParams
+from wanmock.schemas import Issue, Model, catalog, resolve_pointer
 
 
 @dataclass(frozen=True)

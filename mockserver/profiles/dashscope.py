@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from mockserver.errors import ApiError
-from mockserver.profiles.base import Answer, Context, Profile
-from mockserver.tasks import Task, VideoParams
-from schemas import Model
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.profiles.base import Answer, Context, Profile
+from wanmock.mockserver.tasks import Task, VideoParams
+from wanmock.schemas import Model
 
 UTC8 = timezone(timedelta(hours=8))
 

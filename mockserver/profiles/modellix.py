@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from mockserver.errors import ApiError
-from mockserver.profiles.base import Answer, Context, Profile
-from mockserver.tasks import Task, VideoParams
-from schemas import Model
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.profiles.base import Answer, Context, Profile
+from wanmock.mockserver.tasks import Task, VideoParams
+from wanmock.schemas import Model
 
 # Canonical error kind -> the "<Category>" of Modellix's "<Category>: <detail>" messages.
 # Documented categories [M6] where one exists; the rest follow the same pattern.
@@ -121,6 +121,6 @@ class Modellix(Profile):
 
 
 def ctx_size(task: Task) -> tuple[int, int]:
-    from mockserver.results import output_size
+    from wanmock.mockserver.results import output_size
 
     return output_size(task.params.resolution, task.params.ratio)

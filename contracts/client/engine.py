@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-
-from contracts import errors
-from contracts.dialects import Dialect, dialect_for, retry_after
-from contracts.models import PreparedRequest, TaskHandle, TaskStatus, VideoRequest
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.dialects import Dialect, dialect_for, retry_after
+from wanmock.contracts.client.models import PreparedRequest, TaskHandle, TaskStatus, VideoRequest
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})

@@ -1,7 +1,7 @@
 """Hypothesis strategies generated from the captured request schemas.
 
 Nothing here knows a provider's fields: every name, enum, range and pattern is read from the
-schema documents through :func:`schemas.catalog` (``tests/test_strategies.py`` checks that this
+schema documents through :func:`wanmock.schemas.catalog` (``tests/test_strategies.py`` checks that this
 file restates none of them).
 
 * :func:`from_schema` turns the JSON Schema subset of the request files into a strategy.
@@ -37,11 +37,10 @@ from typing import Any
 
 from hypothesis import reject
 from hypothesis import strategies as st
-
-from contracts.dialects import MEDIA_FIELDS, Dialect, dialect_for
-from contracts.errors import UnsupportedRequest
-from contracts.models import ImageToVideo, TextToVideo, VideoEdit, VideoRequest
-from schemas import catalog, json_path, resolve_pointer
+from wanmock.contracts.client.dialects import MEDIA_FIELDS, Dialect, dialect_for
+from wanmock.contracts.client.errors import UnsupportedRequest
+from wanmock.contracts.client.models import ImageToVideo, TextToVideo, VideoEdit, VideoRequest
+from wanmock.schemas import catalog, json_path, resolve_pointer
 
 Resolve = Callable[[str], Mapping[str, Any]]
 Path = tuple[str | int, ...]

@@ -15,9 +15,16 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, ClassVar
 
-from contracts import errors
-from contracts.models import ImageToVideo, PreparedRequest, TaskHandle, TaskStatus, VideoEdit, VideoRequest
-from schemas import Issue, Provider, catalog, resolve_pointer
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.models import (
+    ImageToVideo,
+    PreparedRequest,
+    TaskHandle,
+    TaskStatus,
+    VideoEdit,
+    VideoRequest,
+)
+from wanmock.schemas import Issue, Provider, catalog, resolve_pointer
 
 MEDIA = ("first_frame", "first_clip", "last_frame", "driving_audio")
 MEDIA_FIELDS = (*MEDIA, "video", "reference_images")  # carried in input.media where a body has one

@@ -24,10 +24,9 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import httpx
-
-from contracts.dialects import dialect_for
-from contracts.models import TextToVideo
-from schemas import Issue, Provider, catalog, resolve_pointer
+from wanmock.contracts.client.dialects import dialect_for
+from wanmock.contracts.client.models import TextToVideo
+from wanmock.schemas import Issue, Provider, catalog, resolve_pointer
 
 SEVERITIES = ("breaking", "warning", "info")
 RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info 0, warning 1, breaking 2
@@ -228,10 +227,12 @@ class Prober:
 
     def lifecycle(self, kind: str, timeout: float) -> list[Observation]:
         """One real task of ``kind`` with the cheapest parameters, polled to the end."""
-        from contracts.runner import _cheapest
+        from wanmock.contracts.tools.recording import cheapest_duration
 
         request = TextToVideo(
-            "wanmock drift probe: a red ball on a table", resolution="720P", duration=_cheapest(self.provider)
+            "wanmock drift probe: a red ball on a table",
+            resolution="720P",
+            duration=cheapest_duration(self.provider, "t2v") or 5,
         )
         prepared = self.dialect.prepare_submit(request)
         started = time.monotonic()
@@ -268,7 +269,7 @@ class Prober:
 
 
 def observations_from_cassette(directory: Path) -> list[Observation]:
-    """Observations from a cassette written by ``wanmock record`` (see contracts.recording)."""
+    """Observations from a cassette written by ``wanmock record`` (see wanmock.contracts.tools.recording)."""
     data = json.loads((directory / "cassette.json").read_text(encoding="utf-8"))
     provider = data["provider"]
     out: list[Observation] = []

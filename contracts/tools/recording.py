@@ -59,14 +59,13 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 import httpx
-
-from contracts import errors
-from contracts.client import WanClient
-from contracts.dialects import dialect_for
-from contracts.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
-from mockserver.replay import CASSETTE_FILE, REDACTED
-from mockserver.routing import Match, Router
-from schemas import catalog, resolve_pointer
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.dialects import dialect_for
+from wanmock.contracts.client.engine import WanClient
+from wanmock.contracts.client.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
+from wanmock.mockserver.replay import CASSETTE_FILE, REDACTED
+from wanmock.mockserver.routing import Match, Router
+from wanmock.schemas import catalog, resolve_pointer
 
 CASSETTE_VERSION = 1
 SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"})

@@ -21,14 +21,13 @@ import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-
-from contracts import errors
-from contracts.checks import Case, ContractFailure, Exchange, run_checks
-from contracts.client import WanClient
-from contracts.models import TextToVideo, VideoRequest
-from contracts.transport import ASGIThreadTransport
-from mockserver.routing import Match, Router
-from schemas import catalog
+from wanmock.contracts.client import errors
+from wanmock.contracts.client.engine import WanClient
+from wanmock.contracts.client.models import TextToVideo, VideoRequest
+from wanmock.contracts.client.transport import ASGIThreadTransport
+from wanmock.contracts.testing.checks import Case, ContractFailure, Exchange, run_checks
+from wanmock.mockserver.routing import Match, Router
+from wanmock.schemas import catalog
 
 ClientFactory = Callable[..., WanClient]
 
@@ -136,7 +135,7 @@ class Report:
     def junit(self) -> str:
         from xml.sax.saxutils import quoteattr
 
-        from contracts.checks import CHECKS
+        from wanmock.contracts.testing.checks import CHECKS
 
         lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
         for r in self.results:
@@ -199,9 +198,9 @@ class Target:
 def in_process_target(provider: str, seed: int) -> Iterator[Target]:
     import tempfile
 
-    from mockserver.app import create_app
-    from mockserver.clock import ManualClock
-    from mockserver.config import ServerConfig
+    from wanmock.mockserver.app import create_app
+    from wanmock.mockserver.clock import ManualClock
+    from wanmock.mockserver.config import ServerConfig
 
     with tempfile.TemporaryDirectory(prefix="wanmock-contract-") as media:
         from pathlib import Path
@@ -298,8 +297,8 @@ class Runner:
         import tempfile
         from pathlib import Path
 
-        from mockserver.media import probe
-        from mockserver.results import output_size
+        from wanmock.mockserver.media import probe
+        from wanmock.mockserver.results import output_size
 
         with tempfile.TemporaryDirectory() as tmp:
             path = self.client.download(status, Path(tmp) / "result.mp4")
@@ -310,7 +309,7 @@ class Runner:
         if request.kind == "videoedit" and (not duration or self.provider == "apiyi"):
             # 0 keeps the input's length [D5c][M3]; on APIYI duration has no effect [Y1][Y4]. The
             # mock cannot see the input video and uses Options.videoedit_source_seconds for it.
-            from mockserver.config import Options
+            from wanmock.mockserver.config import Options
 
             duration = Options().videoedit_source_seconds
         return info, (*output_size(resolution, ratio), float(duration))
@@ -386,7 +385,7 @@ class Runner:
     # -- a whole run ------------------------------------------------------------------------
 
     def run(self, kind: str, examples: int, progress: Callable[[int], None] | None = None) -> Result:
-        from contracts import strategies
+        from wanmock.contracts.testing import strategies
 
         result = Result(self.provider, kind)
         started = time.perf_counter()
@@ -508,7 +507,7 @@ def live_probes(provider: str, api_key: str, base_url: str | None, max_paid_task
                 headers={**prepared.headers, "Authorization": f"Bearer {api_key}"},
             )
         record(case)
-        from contracts.models import TaskHandle
+        from wanmock.contracts.client.models import TaskHandle
 
         case = Case(
             provider,
@@ -548,7 +547,7 @@ def _break_duration(body: dict[str, Any]) -> None:
 
 def _cheapest(provider: str) -> int:
     """The shortest t2v duration the provider's schema accepts (5 where it sets no range)."""
-    from contracts.recording import cheapest_duration
+    from wanmock.contracts.tools.recording import cheapest_duration
 
     return cheapest_duration(provider, "t2v") or 5
 

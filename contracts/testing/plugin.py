@@ -5,7 +5,7 @@ suite needs; disable it with ``-p no:wanmock``. It gives:
 
 ``wanmock`` (function scope)
     This test's view of an in-process mock (one app, manual clock and transport per session,
-    per xdist worker). ``wanmock.client("dashscope")`` is a ``contracts.client.WanClient`` wired
+    per xdist worker). ``wanmock.client("dashscope")`` is a ``wanmock.contracts.client.engine.WanClient`` wired
     to it (key ``test-key``; its sleeps advance the manual clock, so ``wait()`` returns at once);
     ``async_client`` the ``AsyncWanClient``. ``transport`` / ``async_transport`` are httpx
     transports into the app for your own client, ``base_url(provider)`` where to point it
@@ -36,8 +36,8 @@ fixture resets its test id (tasks, journal, rules). Tests of one process run one
 the shared mock; under pytest-xdist each worker has its own mock (and its own server). The
 clock is shared and only moves forward: a task's lifecycle is relative to its own submit.
 
-    from contracts.errors import RateLimitedError
-    from contracts.models import TextToVideo
+    from wanmock.contracts.client.errors import RateLimitedError
+    from wanmock.contracts.client.models import TextToVideo
 
     def test_retries_after_429(wanmock):
         wanmock.fault(action="error", provider="dashscope", endpoint="submit", status=429, count=1)
@@ -64,14 +64,13 @@ import pytest
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from wanmock.contracts.client.engine import AsyncWanClient, WanClient
+    from wanmock.contracts.client.transport import ASGIThreadTransport
+    from wanmock.mockserver.app import AppState
+    from wanmock.mockserver.clock import ManualClock
+    from wanmock.mockserver.config import ServerConfig
 
-    from contracts.client import AsyncWanClient, WanClient
-    from contracts.transport import ASGIThreadTransport
-    from mockserver.app import AppState
-    from mockserver.clock import ManualClock
-    from mockserver.config import ServerConfig
-
-TEST_HEADER = "X-Wanmock-Test"  # mockserver.app.TEST_HEADER, spelt as sent
+TEST_HEADER = "X-Wanmock-Test"  # wanmock.mockserver.app.TEST_HEADER, spelt as sent
 DEFAULT_KEY = "test-key"
 IN_PROCESS_ORIGIN = "http://wanmock"
 SERVER_START_SECONDS = 30.0
@@ -96,8 +95,8 @@ def wanmock_test_id(nodeid: str) -> str:
 
 
 def live_key_variable(provider: str) -> str:
-    """The environment variable holding ``provider``'s API key (as contracts.client reads it)."""
-    from contracts.client import api_key_variable
+    """The environment variable holding ``provider``'s API key (as wanmock.contracts.client.engine reads it)."""
+    from wanmock.contracts.client.engine import api_key_variable
 
     return api_key_variable(provider)
 
@@ -184,7 +183,7 @@ class MockScope:
     def client(self, provider: str, api_key: str = DEFAULT_KEY, **kwargs: Any) -> WanClient:
         """A WanClient on this mock: its requests carry the test id, its sleeps advance the mock's
         clock and its clock reads it. ``kwargs`` go to WanClient (and may override any of that)."""
-        from contracts.client import WanClient
+        from wanmock.contracts.client.engine import WanClient
 
         self._check_provider(provider)
         kwargs.setdefault("base_url", self.base_url(provider))
@@ -197,7 +196,7 @@ class MockScope:
 
     def async_client(self, provider: str, api_key: str = DEFAULT_KEY, **kwargs: Any) -> AsyncWanClient:
         """The AsyncWanClient twin of ``client()``; use it as ``async with``."""
-        from contracts.client import AsyncWanClient
+        from wanmock.contracts.client.engine import AsyncWanClient
 
         self._check_provider(provider)
         kwargs.setdefault("base_url", self.base_url(provider))
@@ -345,9 +344,9 @@ class MockInstance:
     running the app's event loop). Shared by the tests of a session (of an xdist worker)."""
 
     def __init__(self, config: ServerConfig) -> None:
-        from contracts.transport import ASGIThreadTransport
-        from mockserver.app import base_urls, create_app
-        from mockserver.clock import ManualClock
+        from wanmock.contracts.client.transport import ASGIThreadTransport
+        from wanmock.mockserver.app import base_urls, create_app
+        from wanmock.mockserver.clock import ManualClock
 
         clock = config.clock
         if not isinstance(clock, ManualClock):
@@ -372,7 +371,7 @@ class InProcessMock(MockScope):
     """The ``wanmock`` fixture: one test's view of an in-process mock."""
 
     def __init__(self, instance: MockInstance, test_id: str) -> None:
-        from contracts.transport import SocketLikeASGITransport
+        from wanmock.contracts.client.transport import SocketLikeASGITransport
 
         self.instance = instance
         self.app = instance.app
@@ -425,11 +424,11 @@ class WanmockServer:
 
     @classmethod
     def start(cls, log_dir: Path, *args: str, timeout: float = SERVER_START_SECONDS) -> WanmockServer:
-        """Start ``python -m mockserver serve --port 0 --clock manual --timing fast *args`` and
+        """Start ``python -m wanmock.mockserver serve --port 0 --clock manual --timing fast *args`` and
         return once ``/__admin/health`` answers 200 (polled; never a blind sleep)."""
         out_path, err_path = log_dir / "serve.out", log_dir / "serve.err"
         out, err = out_path.open("wb"), err_path.open("wb")
-        command = [sys.executable, "-m", "mockserver", "serve", "--port", "0", "--clock", "manual"]
+        command = [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", "--clock", "manual"]
         command += ["--timing", "fast", *args]
         process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -584,7 +583,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     markers = list(item.iter_markers(name="live"))
     if not markers:
         return
-    from schemas import catalog
+    from wanmock.schemas import catalog
 
     known = catalog().providers
     for marker in markers:
@@ -606,8 +605,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def wanmock_config(tmp_path_factory: pytest.TempPathFactory) -> ServerConfig:
     """The configuration of the session's in-process mock (override it in your conftest.py).
     Every provider, fast timing, a manual clock (one is put in if another is given)."""
-    from mockserver.clock import ManualClock
-    from mockserver.config import ServerConfig
+    from wanmock.mockserver.clock import ManualClock
+    from wanmock.mockserver.config import ServerConfig
 
     return ServerConfig(timing="fast", clock=ManualClock(), media_dir=tmp_path_factory.mktemp("wanmock-media"))
 
@@ -626,7 +625,7 @@ def wanmock(request: pytest.FixtureRequest) -> Iterator[InProcessMock]:
     private: MockInstance | None = None
     marker = request.node.get_closest_marker("wanmock")
     if marker is not None:
-        from mockserver.config import ServerConfig
+        from wanmock.mockserver.config import ServerConfig
 
         if marker.args:
             pytest.fail("@pytest.mark.wanmock takes ServerConfig keywords only, e.g. timing='instant'", pytrace=False)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.models import TaskStatus
-from schemas import catalog, resolve_pointer
+from wanmock.contracts.client.models import TaskStatus
+from wanmock.schemas import catalog, resolve_pointer
 
 ORDER = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2, "canceled": 2, "unknown": 3}
 SECRET_HEADERS = ("authorization", "x-api-key", "cookie")

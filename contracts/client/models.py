@@ -1,6 +1,6 @@
 """Normalised requests and task views: one vocabulary over all four providers.
 
-A request says *what* video is wanted; a dialect (``contracts.dialects``) turns it into one
+A request says *what* video is wanted; a dialect (``wanmock.contracts.client.dialects``) turns it into one
 provider's body. Fields left ``None`` are not sent, so each provider applies its own default.
 Resolutions are written ``720P``/``1080P`` here; the AI/ML API dialect lower-cases them.
 """

@@ -15,7 +15,7 @@
     └── TransportError            no usable answer (connection, timeout, broken body); for a
                                   submit the outcome is unknown and it is never retried blindly
 
-Contract failures are a different family: ``contracts.checks.ContractFailure`` (an
+Contract failures are a different family: ``wanmock.contracts.testing.checks.ContractFailure`` (an
 AssertionError).
 """
 

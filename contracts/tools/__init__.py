@@ -1,0 +1,1 @@
+"""Tools for real providers: drift detection, recording and replayable cassettes."""

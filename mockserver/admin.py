@@ -1,6 +1,12 @@
 """The control plane under /__admin/: health, journal, tasks and forced transitions, fault
 rules, the clock, reset. Answers are plain JSON (`{"error": ...}` on a mistake), never a
-provider's shape. A test id (header X-Wanmock-Test or ?test=) scopes what is seen and reset."""
+provider's shape.
+
+A test id (header X-Wanmock-Test or ?test=) is a scope: a scoped call sees and changes only
+that test's tasks, journal entries and fault rules (another test's task is "no such task"); a
+body's ``test_id`` must be the caller's; drift rules (global) cannot be changed from a scope.
+A reset of everything needs ``?all=1``. Who may call at all is decided in front of these
+routes (wanmock.mockserver.guard)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from wanmock.mockserver.app import TEST_HEADER, AppState, decode_json
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.drift import DriftRule, DriftRuleError
 from wanmock.mockserver.faults import FaultRule, RuleError
+from wanmock.mockserver.guard import ADMIN_BODY_LIMIT
+from wanmock.mockserver.limits import entry_size
 from wanmock.mockserver.tasks import EXPIRED, Task, TransitionError
 
 ACTIONS = ("advance", "succeed", "fail", "cancel", "expire")
@@ -34,9 +42,6 @@ def _test_id(request: Request) -> str | None:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-ADMIN_BODY_LIMIT = 1024 * 1024  # control-plane bodies are small JSON objects
 
 
 async def _json_body(request: Request) -> Any:
@@ -81,11 +86,38 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
+JOURNAL_PAGE_DEFAULT = 1000
+JOURNAL_PAGE_MAX = 10_000
+JOURNAL_PAGE_BYTES = 8 * 1024 * 1024  # a page stops growing past this (the next one goes on)
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not low <= int(raw) <= high:
+        raise RuleError(f"?{name}= must be an integer from {low} to {high}")
+    return int(raw)
+
+
 async def journal(request: Request) -> JSONResponse:
+    """One page of the journal, oldest first: ``?limit=`` entries (default 1000) after
+    ``?cursor=`` (a ``seq``; the answer's ``next_cursor`` continues), or ``?page=`` (from 1).
+    A page also stops at about 8 MB; ``next_cursor`` is null on the last page."""
     state, query = _state(request), request.query_params
     test_id = _test_id(request)
-    entries = []
+    try:
+        limit = _int_param(request, "limit", JOURNAL_PAGE_DEFAULT, 1, JOURNAL_PAGE_MAX)
+        cursor = _int_param(request, "cursor", 0, 0, 2**62)
+        page = _int_param(request, "page", 0, 1, 2**31) if query.get("page") else 0
+    except RuleError as exc:
+        return _error(400, str(exc))
+    skip = (page - 1) * limit if page else 0
+    entries: list[dict[str, Any]] = []
+    size, more, last = 0, False, cursor
     for entry in state.store.journal():
+        if entry.seq <= cursor:
+            continue
         if test_id is not None and entry.test_id != test_id:
             continue
         if query.get("provider") and entry.provider != query["provider"]:
@@ -98,8 +130,17 @@ async def journal(request: Request) -> JSONResponse:
             continue
         if query.get("status") and str(entry.status) != query["status"]:
             continue
-        entries.append(entry.to_dict())
-    return JSONResponse({"entries": entries})
+        if skip:
+            skip -= 1
+            continue
+        if len(entries) >= limit or (entries and size >= JOURNAL_PAGE_BYTES):
+            more = True
+            break
+        data = entry.to_dict()
+        size += entry_size(data)
+        entries.append(data)
+        last = entry.seq
+    return JSONResponse({"entries": entries, "next_cursor": last if more else None})
 
 
 async def tasks(request: Request) -> JSONResponse:
@@ -108,9 +149,16 @@ async def tasks(request: Request) -> JSONResponse:
     return JSONResponse({"tasks": [task_view(state, t) for t in found]})
 
 
+def _scoped_task(request: Request) -> Task | None:
+    """The task the path names, if the caller's scope (its test id, when it sends one) holds it."""
+    task = _state(request).store.get(request.path_params["provider"], request.path_params["task_id"])
+    test_id = _test_id(request)
+    return None if task is None or (test_id is not None and task.test_id != test_id) else task
+
+
 async def task_detail(request: Request) -> JSONResponse:
     state = _state(request)
-    task = state.store.get(request.path_params["provider"], request.path_params["task_id"])
+    task = _scoped_task(request)
     if task is None:
         return _error(404, "no such task")
     return JSONResponse(task_view(state, task))
@@ -121,7 +169,7 @@ async def transition(request: Request) -> JSONResponse:
     action = request.path_params["action"]
     if action not in ACTIONS:
         return _error(404, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-    task = state.store.get(request.path_params["provider"], request.path_params["task_id"])
+    task = _scoped_task(request)
     if task is None:
         return _error(404, "no such task")
     try:
@@ -167,7 +215,9 @@ async def faults(request: Request) -> JSONResponse:
         return JSONResponse({"rules": []})
     try:
         body = await _json_body(request)
-        if isinstance(body, dict) and "test_id" not in body and test_id is not None:
+        if isinstance(body, dict) and test_id is not None:
+            if body.get("test_id", test_id) != test_id:
+                raise RuleError(f"the body's test_id {body['test_id']!r} is not the caller's test ({test_id!r})")
             body = {**body, "test_id": test_id}
         rule = state.faults.add(FaultRule.parse(body))
     except RuleError as exc:
@@ -176,7 +226,11 @@ async def faults(request: Request) -> JSONResponse:
 
 
 async def fault_detail(request: Request) -> JSONResponse:
-    if _state(request).faults.remove(request.path_params["rule_id"]):
+    faults, test_id = _state(request).faults, _test_id(request)
+    rule_id = request.path_params["rule_id"]
+    if test_id is not None and not any(r.id == rule_id for r in faults.rules(test_id)):
+        return _error(404, "no such rule")
+    if faults.remove(rule_id):
         return JSONResponse({"deleted": request.path_params["rule_id"]})
     return _error(404, "no such rule")
 
@@ -207,6 +261,12 @@ async def clock_advance(request: Request) -> JSONResponse:
 async def reset(request: Request) -> JSONResponse:
     state = _state(request)
     test_id = _test_id(request)
+    if test_id is None and request.query_params.get("all") not in ("1", "true"):
+        return _error(
+            400,
+            "a reset without a test id clears every test's tasks, journal and rules: send "
+            "X-Wanmock-Test (or ?test=) to reset one test, or ?all=1 to reset everything",
+        )
     state.store.reset(test_id)
     state.faults.clear(test_id)
     if test_id is None:
@@ -219,6 +279,8 @@ async def drift(request: Request) -> JSONResponse:
     state = _state(request)
     if request.method == "GET":
         return JSONResponse({"rules": [r.to_dict() for r in state.drift.rules()]})
+    if _test_id(request) is not None:
+        return _error(403, "drift rules apply to every test; change them without X-Wanmock-Test")
     if request.method == "DELETE":
         state.drift.clear()
         return JSONResponse({"rules": []})

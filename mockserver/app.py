@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import random
 import re
 import secrets
@@ -33,19 +32,20 @@ from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.drift import Drift
 from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.mockserver.faults import FaultRuleSet
+from wanmock.mockserver.guard import AdminGuard, public_base
+from wanmock.mockserver.limits import JOURNAL_TARGET, bounded, bounded_headers, cut, declared_length
 from wanmock.mockserver.media import MediaCache, VideoSpec, file_response
 from wanmock.mockserver.profiles import Context, Profile, profile_for
 from wanmock.mockserver.ratelimit import RateLimiter
 from wanmock.mockserver.results import FILES_PREFIX, ResultLinks, output_size, storage_error
 from wanmock.mockserver.routing import Match, Router, WrongMethod
+from wanmock.mockserver.scrub import Fingerprint, Scrubber, request_secrets
 from wanmock.mockserver.store import JournalEntry, MemoryStore, TaskStore
 from wanmock.mockserver.tasks import Task
 
 log = logging.getLogger("wanmock")
 TEST_HEADER = "x-wanmock-test"
 ROOT_PROVIDERS = ("modellix", "aimlapi", "apiyi")  # their paths do not collide
-JOURNAL_STRING_LIMIT = 256
-JOURNAL_DEPTH_LIMIT = 32
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # after decoding, a valid pair is one character
 
@@ -71,6 +71,20 @@ class AppState:
     rng: random.Random
     served: dict[str, Served] = field(default_factory=dict)
     drift: Drift = field(default_factory=Drift)
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
+
+    def owner_of(self, token: str) -> str:
+        """Who owns the tasks a key creates: its account (a --keys file that groups keys) or
+        the key's salted fingerprint."""
+        account = self.config.accounts.get(token)
+        return f"account:{account}" if account is not None else self.fingerprint(token)
+
+    def sees(self, task: Task, owner: str) -> bool:
+        """Whether ``owner`` may read, cancel and list ``task`` (always, unless tasks are per key)."""
+        per_key = self.config.tasks_per_key or (
+            task.provider == "modellix" and self.config.options.modellix_tasks_per_key
+        )
+        return not per_key or task.owner == owner
 
     def now(self) -> float:
         return self.config.clock.now()
@@ -83,7 +97,8 @@ class AppState:
 
 
 def fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
+    """An unsalted fingerprint, for code outside a server; a server uses AppState.fingerprint."""
+    return Fingerprint(b"wanmock")(token)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -94,30 +109,23 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def scrubbed_headers(request: Request) -> dict[str, str]:
-    out = {}
-    for name, value in request.headers.items():
-        if name in ("authorization", "cookie", "x-api-key"):
-            token = value.partition(" ")[2] or value
-            value = f"<redacted sha256:{fingerprint(token)}>"
-        out[name] = value
-    return out
+def request_scrubber(request: Request, state: AppState) -> Scrubber:
+    """Removes what the request presented as a credential, in every form, and fingerprints
+    credential headers with the store's salt."""
+    return Scrubber(request_secrets(request.headers.items(), request.url.query), state.fingerprint)
 
 
-def shorten(value: Any, depth: int = 0) -> Any:
-    """A copy of a JSON value fit for the journal: long strings (data URIs) cut short, deep
-    nesting cut off, NaN and Infinity spelt as strings (the control plane answers strict JSON)."""
-    if isinstance(value, str) and len(value) > JOURNAL_STRING_LIMIT:
-        return value[:JOURNAL_STRING_LIMIT] + f"...<{len(value)} characters>"
-    if isinstance(value, float) and not math.isfinite(value):
-        return json.dumps(value)
-    if isinstance(value, dict | list) and depth >= JOURNAL_DEPTH_LIMIT:
-        return f"<nested deeper than {JOURNAL_DEPTH_LIMIT} levels>"
-    if isinstance(value, dict):
-        return {k: shorten(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shorten(v, depth + 1) for v in value]
-    return value
+def shorten(value: Any) -> Any:
+    """A bounded copy of a JSON value for the journal and task dumps (see wanmock.mockserver.limits)."""
+    return bounded(value)
+
+
+def check_declared_length(request: Request, limit: int) -> None:
+    """Refuse a declared Content-Length above ``limit`` before reading a byte (on every route
+    and method; 2^63 is refused at once)."""
+    declared = declared_length(request.scope["headers"])
+    if declared is not None and declared > limit:
+        raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -183,7 +191,10 @@ class ProviderHandler:
         self.router = state.served[name].router
 
     def context(self, request: Request, prefix: str, now: float) -> Context:
-        base = str(request.base_url).rstrip("/")
+        config = self.state.config
+        base = public_base(
+            config.origins, config.public_url, request.headers.get("host"), str(request.base_url).rstrip("/")
+        )
 
         def result_url(task: Task) -> str:
             return self.state.links.url(base, task, task.created_at + self.profile.retention_seconds)
@@ -226,27 +237,29 @@ class ProviderHandler:
         test_id: str | None,
         entry: dict[str, Any],
     ) -> None:
+        clean = request_scrubber(request, self.state)
         self.state.store.append(
             JournalEntry(
                 seq=self.state.store.next_seq(),
                 at=ctx.now,
                 provider=self.name,
                 method=request.method,
-                path=request.url.path,
-                query=request.url.query,
+                path=cut(clean.text(request.url.path), JOURNAL_TARGET),
+                query=cut(clean.query(request.url.query), JOURNAL_TARGET),
                 status=status,
-                test_id=test_id,
-                task_id=entry["task_id"],
+                test_id=None if test_id is None else cut(test_id, JOURNAL_TARGET),
+                task_id=entry["task_id"] if entry["task_id"] is None else cut(entry["task_id"], JOURNAL_TARGET),
                 endpoint=entry["endpoint"],
-                request_body=entry["request_body"],
-                response_body=shorten(body),
-                request_headers=scrubbed_headers(request),
+                request_body=clean.value(entry["request_body"]),
+                response_body=clean.value(shorten(body)),
+                request_headers=clean.headers(bounded_headers(request.headers.items())),
             )
         )
 
     async def pipeline(
         self, request: Request, path: str, ctx: Context, test_id: str | None, entry: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
+        check_declared_length(request, self.state.config.max_body_bytes)
         found = self.router.match(request.method, path)
         if found is None:
             raise ApiError("not_found", f"no such endpoint: {request.method} {path}")
@@ -258,7 +271,7 @@ class ProviderHandler:
         if not token or not self.state.config.key_accepted(token):
             detail = "missing Authorization header" if token is None else "invalid API key"
             raise ApiError("unauthorized", detail)
-        owner = fingerprint(token)
+        owner = self.state.owner_of(token)
         raw = await read_body(request, self.state.config.max_body_bytes) if request.method == "POST" else b""
         body: Any = None
         if raw:
@@ -277,8 +290,8 @@ class ProviderHandler:
         if name == "poll":
             return self.poll(task_id, ctx, owner)
         if name == "cancel":
-            return self.cancel(task_id, ctx)
-        return self.list_tasks(request, ctx, test_id)
+            return self.cancel(task_id, ctx, owner)
+        return self.list_tasks(request, ctx, test_id, owner)
 
     def task_id_of(self, found: Match, request: Request) -> str | None:
         if "task_id" in found.params:
@@ -376,7 +389,7 @@ class ProviderHandler:
             retention_seconds=self.profile.retention_seconds,
             test_id=test_id,
             owner=owner,
-            request=shorten(body),
+            request=request_scrubber(request, self.state).value(shorten(body)),
             seq=self.state.store.next_seq(),
         )
         scope = {**scope, "kind": model.kind, "model_id": str(requested_id)}
@@ -393,17 +406,16 @@ class ProviderHandler:
     def poll(self, task_id: str | None, ctx: Context, owner: str) -> tuple[int, Any, dict[str, str]]:
         assert task_id is not None  # the poll endpoint always names one
         task = self.state.store.get(self.name, task_id)
-        hidden = task is not None and self.name == "modellix" and self.state.config.options.modellix_tasks_per_key
-        if task is None or (hidden and task.owner != owner):
+        if task is None or not self.state.sees(task, owner):
             status, body = self.profile.missing_task(task_id, ctx)
         else:
             status, body = self.profile.answer(task, ctx)
         return status, body, {}
 
-    def cancel(self, task_id: str | None, ctx: Context) -> tuple[int, Any, dict[str, str]]:
+    def cancel(self, task_id: str | None, ctx: Context, owner: str) -> tuple[int, Any, dict[str, str]]:
         assert task_id is not None
         task = self.state.store.get(self.name, task_id)
-        if task is None or task.is_expired(ctx.now):
+        if task is None or task.is_expired(ctx.now) or not self.state.sees(task, owner):
             raise ApiError("not_found", f"task {task_id} not found")
         state = task.state_at(ctx.now)
         if state != "queued":
@@ -416,7 +428,9 @@ class ProviderHandler:
         self.state.store.save(task)
         return 200, {"request_id": ctx.request_id}, {}
 
-    def list_tasks(self, request: Request, ctx: Context, test_id: str | None) -> tuple[int, Any, dict[str, str]]:
+    def list_tasks(
+        self, request: Request, ctx: Context, test_id: str | None, owner: str
+    ) -> tuple[int, Any, dict[str, str]]:
         query = request.query_params
         try:
             page_no = int(query.get("page_no", "1"))
@@ -428,7 +442,7 @@ class ProviderHandler:
         rows = []
         for task in reversed(self.state.store.tasks(self.name, test_id)):
             state = task.state_at(ctx.now)
-            if state == "expired":
+            if state == "expired" or not self.state.sees(task, owner):
                 continue
             word = self.profile.word(state)
             if query.get("status") and query["status"] != word:
@@ -578,6 +592,8 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
         links=ResultLinks(secret),
         media=MediaCache(config.media_dir, config.media_max_bytes),
         rng=rng,
+        # salted by the store's own secret: every worker on it agrees, nothing outside can test a guess
+        fingerprint=Fingerprint.from_secret(store.link_secret(secrets.token_bytes(32))),
     )
     for name in config.providers:
         profile = profile_for(name, config)
@@ -595,6 +611,7 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
         state.media.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(AdminGuard, token=config.admin_token, origins=config.origins, admin_port=config.admin_port)
     # A path no route matches (Starlette's "{path:path}" stops at a newline, e.g. a task id with
     # %0A in it) still reaches the provider, which answers in its own shape, not text/plain.
     app.router.default = dispatcher

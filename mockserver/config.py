@@ -63,6 +63,18 @@ class ServerConfig:
     options: Options = field(default_factory=Options)
     media_dir: Path | None = None  # None: a temporary directory for generated MP4s
     media_max_bytes: int = 512 * 1024 * 1024
+    # The control plane (docs/SECURITY.md): a token every /__admin data or action call must send
+    # (X-Wanmock-Admin-Token); the origins this server answers as (None in-process: no Host check);
+    # where result URLs point (--public-url); a separate port for /__admin.
+    admin_token: str | None = None
+    origins: tuple[str, ...] | None = None
+    public_url: str | None = None
+    admin_port: int | None = None
+    # Key -> account (a --keys file that groups keys): tasks are then seen only by their account.
+    accounts: dict[str, str] = field(default_factory=dict)
+    # Tasks readable, cancelable and listed only with a key of the account that created them.
+    tasks_per_key: bool = False
+    journal_bytes: int | None = None  # None: the store's default byte budget
 
     def __post_init__(self) -> None:
         known = all_providers()

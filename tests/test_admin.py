@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from wanmock.mockserver.app import create_app, fingerprint
+from wanmock.mockserver.app import create_app
 from wanmock.mockserver.clock import SystemClock
 from wanmock.mockserver.config import ServerConfig
 from wanmock.schemas import catalog
@@ -169,7 +169,7 @@ def test_journal_never_holds_the_api_key(mock: Mock) -> None:
     text = mock.get("/__admin/journal").text
     assert KEY not in text
     assert KEY not in mock.get("/__admin/tasks").text
-    redacted = f"<redacted sha256:{fingerprint(KEY)}>"
+    redacted = f"<redacted sha256:{mock.state.fingerprint(KEY)}>"
     entries = json.loads(text)["entries"]
     assert len(entries) == 6
     for entry in entries:
@@ -241,7 +241,8 @@ def test_reset_without_a_test_id_forgets_everything(mock: Mock) -> None:
     submit(mock, "dashscope", test="a")
     submit(mock, "apiyi")
     mock.post("/__admin/faults", json={"action": "latency"})
-    assert mock.post("/__admin/reset").json() == {"reset": "all"}
+    assert mock.post("/__admin/reset").status_code == 400  # everyone's state: only with ?all=1
+    assert mock.post("/__admin/reset?all=1").json() == {"reset": "all"}
     assert task_ids(mock) == set()
     assert journal(mock) == []
     assert mock.get("/__admin/faults").json() == {"rules": []}
@@ -261,7 +262,7 @@ def test_task_listing_and_detail(mock: Mock) -> None:
     assert view["state"] == "queued"
     assert view["status_word"] == word("dashscope", "queued")
     assert view["model_id"] == example_body("dashscope", "t2v")["model"]
-    assert view["owner"] == fingerprint(KEY)
+    assert view["owner"] == mock.state.fingerprint(KEY)
     mock.advance(1.5)
     assert detail(mock, "dashscope", ds)["state"] == "running"
     assert_admin_error(mock.get(f"/__admin/tasks/apiyi/{ds}"), 404, "no such task")
@@ -460,7 +461,7 @@ def test_clock_advance_moves_lifecycles(mock: Mock) -> None:
 )
 def test_clock_advance_refuses_bad_seconds(mock: Mock, body: bytes | None) -> None:
     before = mock.clock.now()
-    response = mock.post("/__admin/clock/advance", content=body)
+    response = mock.post("/__admin/clock/advance", content=body, headers={"Content-Type": "application/json"})
     assert_admin_error(response, 400)
     assert mock.clock.now() == before
 

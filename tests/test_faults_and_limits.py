@@ -211,8 +211,10 @@ def test_rule_scoped_by_test_id(mock: Mock) -> None:
     assert submit(mock, "dashscope", headers={TEST: "b"}).status_code == 200
     assert submit(mock, "dashscope", headers={TEST: "a"}).status_code == 500
     assert mock.poll("dashscope", "x", headers={TEST: "a"}).status_code == 500
-    explicit = add_rule(mock, {TEST: "a"}, action="error", status=503, test_id="b")
-    assert explicit["test_id"] == "b"  # an explicit test_id wins over the header
+    refused = mock.post("/__admin/faults", json={"action": "error", "status": 503, "test_id": "b"}, headers={TEST: "a"})
+    assert refused.status_code == 400  # test a cannot plant a rule that fires on test b
+    explicit = add_rule(mock, {}, action="error", status=503, test_id="b")
+    assert explicit["test_id"] == "b"
     assert submit(mock, "dashscope", headers={TEST: "b"}).status_code == 503
     assert [r["id"] for r in mock.get("/__admin/faults?test=a").json()["rules"]] == [by_header["id"]]
     mock.request("DELETE", "/__admin/faults", headers={TEST: "a"})
@@ -402,8 +404,11 @@ def test_invalid_rules_are_400_with_a_helpful_message(mock: Mock, rule: Any, fra
     assert rules(mock) == []
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def test_a_rule_body_that_is_not_json_is_400(mock: Mock) -> None:
-    response = mock.post("/__admin/faults", content=b"{action: error}")
+    response = mock.post("/__admin/faults", content=b"{action: error}", headers=JSON)
     assert response.status_code == 400
     assert "not JSON" in response.json()["error"]
 
@@ -469,7 +474,7 @@ def test_reset_clears_rate_limit_windows(make_mock: Any) -> None:
     m = make_mock(rate_limits={"modellix": RateLimit(rpm=1)})
     assert m.poll("modellix", "x").status_code == 404
     assert m.poll("modellix", "x").status_code == 429
-    m.post("/__admin/reset")
+    m.post("/__admin/reset?all=1")
     assert m.poll("modellix", "x").status_code == 404  # unknown task, no longer limited
 
 

@@ -959,7 +959,7 @@ def test_random_json_never_breaks_a_submit(service: Mock, case: tuple[str, str, 
     ],
 )
 def test_fault_rules_refuse_non_finite_numbers(mock: Mock, raw: bytes) -> None:
-    response = mock.post("/__admin/faults", content=raw)
+    response = mock.post("/__admin/faults", content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert "error" in response.json()
     assert mock.post(mock.submit_path("modellix", "t2v"), json={"prompt": "x"}, headers=AUTH).status_code == 200
@@ -967,7 +967,7 @@ def test_fault_rules_refuse_non_finite_numbers(mock: Mock, raw: bytes) -> None:
 
 def test_a_lone_surrogate_in_a_fault_message_is_answered_not_crashed(mock: Mock) -> None:
     raw = b'{"action":"error","provider":"dashscope","status":503,"message":"down \\ud800 now","count":1}'
-    assert mock.post("/__admin/faults", content=raw).status_code == 201
+    assert mock.post("/__admin/faults", content=raw, headers={"Content-Type": "application/json"}).status_code == 201
     answered = mock.submit("dashscope", "t2v", {"model": "wan2.7-t2v", "input": {"prompt": "x"}})
     assert answered.status_code == 503
     assert "down \ufffd now" in answered.json()["message"]
@@ -990,6 +990,14 @@ def test_unlisted_methods_on_the_control_plane_get_its_own_json(mock: Mock, meth
 
 def test_control_plane_bodies_are_capped(mock: Mock) -> None:
     huge = b'{"action": "latency", "message": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    response = mock.post("/__admin/faults", content=huge)
+    json_type = {"Content-Type": "application/json"}
+    response = mock.post("/__admin/faults", content=huge, headers=json_type)
+    assert response.status_code == 413  # the declared length, refused before a byte is read
+    assert "accepts at most" in response.json()["error"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the cap holds while reading
+        yield huge
+
+    response = mock.post("/__admin/faults", content=chunks(), headers=json_type)
     assert response.status_code == 400
     assert "exceeds" in response.json()["error"]

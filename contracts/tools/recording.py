@@ -36,8 +36,9 @@ transport error) is not kept.
 
 Nothing secret reaches the file: :func:`scrub` runs over every header, query and body before it
 is kept, even in memory. ``Authorization``, ``Proxy-Authorization``, ``X-Api-Key``,
-``Cookie`` and ``Set-Cookie`` values become ``<redacted>``; the API key is replaced by
-``<redacted>`` inside any string; in every URL, signed-URL query parameters (``Signature``,
+``Cookie``, ``Set-Cookie`` and other credential headers and fields become ``<redacted>``; the API
+key is replaced by ``<redacted>`` inside any string, in every form (plain, URL-encoded, base64;
+see :mod:`wanmock.mockserver.scrub`); in every URL, signed-URL query parameters (``Signature``,
 ``Expires``, ``X-Amz-*``, ``X-Oss-*``, ``OSSAccessKeyId``, ``security-token``, ``AccessKeyId``,
 ...) and any query value longer than 40 characters become ``<redacted>``, as does user info
 (``user:pass@``). Request ids stay, so a recording can be matched with the provider's logs.
@@ -49,36 +50,25 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from wanmock.contracts.client import errors
 from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.engine import WanClient
 from wanmock.contracts.client.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
-from wanmock.mockserver.replay import CASSETTE_FILE, REDACTED
+from wanmock.mockserver.replay import CASSETTE_FILE
 from wanmock.mockserver.routing import Match, Router
+from wanmock.mockserver.scrub import scrub as scrub_all
 from wanmock.schemas import catalog, resolve_pointer
 
 CASSETTE_VERSION = 1
-SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"})
-SIGNED_PARAMS = frozenset(
-    {"signature", "expires", "ossaccesskeyid", "security-token", "accesskeyid", "x-goog-signature", "sig", "token"}
-)
-SIGNED_PREFIXES = ("x-amz-", "x-oss-", "x-goog-")
-LONG_QUERY_VALUE = 40
-URL = re.compile(r"https?://[^\s\"'<>\\]+", re.I)
-# A signed parameter outside a recognisable URL (an escaped "\u0026", a header, a log line).
-SIGNED_ASSIGNMENT = re.compile(
-    r"(?i)(?<![a-z_-])(signature|expires|ossaccesskeyid|security-token|accesskeyid|x-(?:amz|oss|goog)-[\w-]+)=([^&\s\"'<>\\]+)"
-)
 UNKNOWN_TASK_ID = "wanmock-no-such-task"
 PROMPT = "wanmock recording: a red ball on a table"
 # The mock does not fetch media; a live recording of i2v or videoedit needs --media.
@@ -89,62 +79,11 @@ EXAMPLE_VIDEO = "https://example.com/input.mp4"
 # -- scrubbing ------------------------------------------------------------------------------
 
 
-def _signed_param(name: str) -> bool:
-    lowered = unquote(name).lower()
-    lowered = lowered.removeprefix("amp;")  # a URL inside HTML or XML: &amp;Signature=
-    return lowered in SIGNED_PARAMS or lowered.startswith(SIGNED_PREFIXES)
-
-
-def scrub_url(url: str) -> str:
-    """``url`` with user info, signed query parameters and long query values redacted
-    (textually: the rest of the URL is kept byte for byte)."""
-    base, question, rest = url.partition("?")
-    scheme, sep, after = base.partition("://")
-    authority, slash, path = after.partition("/")
-    if "@" in authority:
-        authority = REDACTED + "@" + authority.rpartition("@")[2]
-    base = scheme + sep + authority + slash + path
-    if not question:
-        return base
-    query, hash_mark, fragment = rest.partition("#")
-    pieces = []
-    for piece in query.split("&"):
-        name, equals, value = piece.partition("=")
-        if equals and (_signed_param(name) or len(unquote(value)) > LONG_QUERY_VALUE):
-            piece = f"{name}={REDACTED}"
-        pieces.append(piece)
-    return base + "?" + "&".join(pieces) + hash_mark + fragment
-
-
-def _scrub_text(text: str, keys: tuple[str, ...]) -> str:
-    for key in keys:
-        text = text.replace(key, REDACTED)
-    if "://" in text:
-        text = URL.sub(lambda found: scrub_url(found.group(0)), text)
-    return SIGNED_ASSIGNMENT.sub(lambda found: f"{found.group(1)}={REDACTED}", text) if "=" in text else text
-
-
 def scrub(obj: Any, keys: Iterable[str] = ()) -> Any:
-    """A copy of ``obj`` (headers, a query, a JSON body, a string) safe to write down: credential
-    fields redacted, each of ``keys`` (API keys) replaced by ``<redacted>`` wherever it occurs, and
-    every URL's signature redacted (see the module docstring)."""
-    secrets = tuple(sorted({k for k in keys if k}, key=len, reverse=True))
-    return _scrub(obj, secrets)
-
-
-def _scrub(obj: Any, keys: tuple[str, ...]) -> Any:
-    if isinstance(obj, str):
-        return _scrub_text(obj, keys)
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for name, value in obj.items():
-            clean = _scrub_text(str(name), keys)
-            secret = str(name).lower() in SECRET_FIELDS or _signed_param(str(name))
-            out[clean] = REDACTED if secret and value is not None else _scrub(value, keys)
-        return out
-    if isinstance(obj, list | tuple):
-        return [_scrub(item, keys) for item in obj]
-    return obj
+    """A copy of ``obj`` safe to write to a cassette: delegates to the one scrubber,
+    :func:`wanmock.mockserver.scrub.scrub` (credential fields, every form of each key in
+    ``keys``, URL signatures and user info)."""
+    return scrub_all(obj, keys)
 
 
 # -- the recording transport ----------------------------------------------------------------

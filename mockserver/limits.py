@@ -1,0 +1,115 @@
+"""Bounds on what one request may cost the server: the declared body size (checked before a
+byte is read, on every route), and the size of what the journal keeps of it.
+
+A journal entry keeps at most JOURNAL_HEADERS headers (each value cut to
+JOURNAL_HEADER_VALUE characters), a path and query of JOURNAL_TARGET characters, and of each
+body a bounded copy (:func:`bounded`): strings cut to JOURNAL_STRING characters, at most
+JOURNAL_ITEMS items per list or object, nesting cut at JOURNAL_DEPTH levels, and at most
+JOURNAL_BODY_BYTES in all. So an entry is at most about JOURNAL_ENTRY_BYTES, and the memory
+store keeps entries up to a total byte budget (``journal_bytes``) as well as a count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+JOURNAL_STRING = 256
+JOURNAL_DEPTH = 32
+JOURNAL_ITEMS = 64
+JOURNAL_BODY_BYTES = 8 * 1024
+JOURNAL_HEADERS = 48
+JOURNAL_HEADER_NAME = 64
+JOURNAL_HEADER_VALUE = 256
+JOURNAL_TARGET = 2048
+JOURNAL_ENTRY_BYTES = (
+    2 * JOURNAL_BODY_BYTES + JOURNAL_HEADERS * (JOURNAL_HEADER_NAME + JOURNAL_HEADER_VALUE + 8) + 3 * JOURNAL_TARGET
+)
+DEFAULT_JOURNAL_BYTES = 64 * 1024 * 1024
+MAX_CONTENT_LENGTH_DIGITS = 18  # 10^18 > any limit; more digits are refused without int()
+HUGE_LENGTH = 1_000_000_000_000_000_000
+
+
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"...<{len(text)} characters>"
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+
+def bounded(value: Any, limit: int = JOURNAL_BODY_BYTES) -> Any:
+    """A copy of a JSON value fit for the journal: long strings (data URIs) cut short, at most
+    JOURNAL_ITEMS items kept per container, deep nesting cut off, NaN and Infinity spelt as
+    strings (the control plane answers strict JSON), and about ``limit`` bytes in all."""
+    return _bounded(value, 0, _Budget(limit))
+
+
+def _bounded(value: Any, depth: int, budget: _Budget) -> Any:
+    if isinstance(value, str):
+        value = cut(value, min(JOURNAL_STRING, max(budget.left, 16)))
+        budget.left -= len(value) + 2
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        budget.left -= 10
+        return json.dumps(value)
+    if isinstance(value, dict | list) and depth >= JOURNAL_DEPTH:
+        budget.left -= 40
+        return f"<nested deeper than {JOURNAL_DEPTH} levels>"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= JOURNAL_ITEMS or budget.left <= 0:
+                out["..."] = f"<{len(value) - index} more members>"
+                break
+            name = cut(str(key), JOURNAL_STRING)
+            budget.left -= len(name) + 4
+            out[name] = _bounded(item, depth + 1, budget)
+        return out
+    if isinstance(value, list):
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            if index >= JOURNAL_ITEMS or budget.left <= 0:
+                items.append(f"<{len(value) - index} more items>")
+                break
+            budget.left -= 2
+            items.append(_bounded(item, depth + 1, budget))
+        return items
+    budget.left -= 8
+    return value
+
+
+def bounded_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """At most JOURNAL_HEADERS headers, names and values cut short (a count of the rest kept)."""
+    kept: list[tuple[str, str]] = []
+    dropped = 0
+    for name, value in items:
+        if len(kept) >= JOURNAL_HEADERS:
+            dropped += 1
+            continue
+        kept.append((cut(name, JOURNAL_HEADER_NAME), cut(value, JOURNAL_HEADER_VALUE)))
+    if dropped:
+        kept.append(("...", f"<{dropped} more headers>"))
+    return kept
+
+
+def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The request's Content-Length as a number (a huge one as a number above any limit);
+    None when absent or not a number (the HTTP parser refuses those)."""
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            digits = value.strip().lstrip(b"0")
+            if not value.strip().isdigit():
+                return None
+            if len(digits) > MAX_CONTENT_LENGTH_DIGITS:
+                return HUGE_LENGTH
+            return int(digits.decode("ascii") or "0")
+    return None
+
+
+def entry_size(data: dict[str, Any]) -> int:
+    """The bytes a journal entry's JSON takes (what the memory store accounts)."""
+    return len(json.dumps(data, default=str, ensure_ascii=False))

@@ -30,6 +30,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--report", type=Path, help="write a JSON report here")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
+    parser.add_argument(
+        "--admin-token", help="the --target server's control-plane token (default: $WANMOCK_ADMIN_TOKEN)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     label = "live" if args.live else (args.target or "in-process")
     report = Report(target=label, seed=seed)
+    if args.admin_token:
+        report.secrets.append(args.admin_token)
     for provider in providers:
         kinds = [args.model] if args.model else list(catalog().provider(provider).models)
         if args.model and args.model not in catalog().provider(provider).models:
@@ -63,17 +68,22 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if not key:
                 err.write(f"wanmock contract: --live needs {variable} in the environment\n")
                 return 2
+            report.secrets.append(key)
             report.results.append(live_probes(provider, key, args.target, args.max_paid_tasks))
             continue
         try:
-            context = url_target(provider, args.target) if args.target else in_process_target(provider, seed)
+            context = (
+                url_target(provider, args.target, args.admin_token)
+                if args.target
+                else in_process_target(provider, seed)
+            )
             with context as target:
                 runner = Runner(target, seed=seed)
                 for kind in kinds:
                     show = progress_printer(err, f"{provider} {kind}", args.examples)
                     report.results.append(runner.run(kind, args.examples, show))
         except errors.WanError as exc:
-            err.write(f"wanmock contract: {exc}\n")
+            err.write(f"wanmock contract: {report.clean(str(exc))}\n")
             return 2
     summary(report, out)
     if args.report:
@@ -100,17 +110,28 @@ def add_drift_parser(subparsers: Any) -> None:
     parser.add_argument("--format", default="text", choices=("text", "json", "junit", "markdown"))
     parser.add_argument("--fail-on", default="breaking", choices=("breaking", "warning"))
     parser.add_argument("--output", type=Path, help="write the report here instead of standard output")
+    parser.add_argument(
+        "--admin-token", help="the --target server's control-plane token (default: $WANMOCK_ADMIN_TOKEN)"
+    )
     parser.set_defaults(handler=run_drift)
 
 
 def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import httpx
-    from wanmock.contracts.tools.drift import Prober, compare, exit_code, observations_from_cassette, render
+    from wanmock.contracts.tools.drift import (
+        Prober,
+        admin_headers,
+        compare,
+        exit_code,
+        observations_from_cassette,
+        render,
+    )
 
     if args.budget < 0:
         err.write("wanmock drift: --budget must be at least 0\n")
         return 2
     provider = args.provider
+    key: str | None = None
     if args.cassette:
         if not (args.cassette / "cassette.json").is_file():
             err.write(f"wanmock drift: {args.cassette} holds no cassette.json\n")
@@ -128,7 +149,9 @@ def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             origin = args.target.rstrip("/")
             try:
-                health = httpx.get(f"{origin}/__admin/health", timeout=10).json()
+                health = httpx.get(
+                    f"{origin}/__admin/health", timeout=10, headers=admin_headers(args.admin_token)
+                ).json()
             except (httpx.HTTPError, ValueError) as exc:
                 err.write(f"wanmock drift: {origin} is not a wanmock server ({exc})\n")
                 return 2
@@ -138,7 +161,9 @@ def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 return 2
             base = origin if len(served) == 1 else f"{origin}/{provider}"
             manual = health.get("clock") == "manual"
-            prober = Prober(provider, base, "test-key", admin_url=origin if manual else None)
+            prober = Prober(
+                provider, base, "test-key", admin_url=origin if manual else None, admin_token=args.admin_token
+            )
             lifecycles = 1  # a mock's tasks cost nothing
         try:
             observations = prober.free_probes()
@@ -150,7 +175,7 @@ def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         finally:
             prober.close()
     findings = [finding for observation in observations for finding in compare(observation)]
-    report = render(findings, args.format, provider)
+    report = render(findings, args.format, provider, [key])
     if args.output:
         args.output.write_text(report, encoding="utf-8")
     else:

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from wanmock.mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
 from wanmock.mockserver.config import TIMINGS, ServerConfig, all_providers
+from wanmock.mockserver.guard import ADMIN_TOKEN_VARIABLE, admin_token, is_loopback, served_origins
+from wanmock.mockserver.netguard import PROTOCOL, NetLimits, descriptor_budget
+from wanmock.mockserver.scrub import install_access_log_filter, mask_userinfo, url_password, with_password
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 STORES = ("memory", "sqlite", "redis", "rediss")
 OPTIONS_VARIABLE = "WANMOCK_SERVE_OPTIONS"
 WORKERS_NEED_A_SHARED_STORE = "workers need a shared store: --store sqlite:///... or redis://..."
+REDIS_PASSWORD_VARIABLE = "WANMOCK_REDIS_PASSWORD"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -67,31 +71,114 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes)
     parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
+    security = parser.add_argument_group("security and limits (docs/SECURITY.md)")
+    security.add_argument(
+        "--admin-token",
+        help=f"every /__admin call must send it in X-Wanmock-Admin-Token (default: ${ADMIN_TOKEN_VARIABLE}); "
+        "required to bind beyond loopback",
+    )
+    security.add_argument(
+        "--admin-port", type=int, help="serve /__admin only on this port, bound to 127.0.0.1 (0: a free one)"
+    )
+    security.add_argument(
+        "--public-url",
+        help="the origin clients reach this server at (result URLs point there; /__admin accepts its Host)",
+    )
+    security.add_argument(
+        "--tasks-per-key",
+        action="store_true",
+        help="a task is seen only with a key of the account that created it (on when --keys groups keys)",
+    )
+    security.add_argument("--header-timeout", type=float, default=NetLimits.header_timeout, metavar="SECONDS")
+    security.add_argument("--body-timeout", type=float, default=NetLimits.body_timeout, metavar="SECONDS")
+    security.add_argument(
+        "--max-connections",
+        type=int,
+        default=NetLimits.max_connections,
+        help="open connections at most (kept below the file-descriptor limit); more are answered 503",
+    )
     parser.set_defaults(handler=run)
 
 
 def read_keys(path: Path) -> frozenset[str]:
-    keys = frozenset(
-        line.strip()
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    )
+    return read_accounts(path)[0]
+
+
+def read_accounts(path: Path) -> tuple[frozenset[str], dict[str, str]]:
+    """A keys file: one key a line, or ``ACCOUNT KEY`` to group keys into accounts (each
+    account then sees only its own tasks). ``#`` starts a comment line."""
+    keys: set[str] = set()
+    accounts: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        words = line.split()
+        if not words or line.lstrip().startswith("#"):
+            continue
+        if len(words) > 2:
+            raise ValueError(f"{path}, line {number}: a line is KEY or ACCOUNT KEY")
+        keys.add(words[-1])
+        if len(words) == 2:
+            accounts[words[1]] = words[0]
     if not keys:
         raise ValueError(f"{path} lists no key")
-    return keys
+    return frozenset(keys), accounts
+
+
+def store_url(url: str) -> str:
+    """The --store URL, with the Redis password from $WANMOCK_REDIS_PASSWORD when it names none
+    (so the password need not be on the command line)."""
+    password = os.environ.get(REDIS_PASSWORD_VARIABLE)
+    if password and url.partition("://")[0] in ("redis", "rediss") and url_password(url) is None:
+        return with_password(url, password)
+    return url
+
+
+def net_limits(args: argparse.Namespace) -> NetLimits:
+    default = NetLimits()
+    return NetLimits(
+        header_timeout=getattr(args, "header_timeout", default.header_timeout),
+        body_timeout=getattr(args, "body_timeout", default.body_timeout),
+        body_idle_timeout=min(default.body_idle_timeout, getattr(args, "body_timeout", default.body_timeout)),
+        max_connections=descriptor_budget(getattr(args, "max_connections", default.max_connections)),
+    )
+
+
+def uvicorn_config(app: Any, args: argparse.Namespace, **extra: Any) -> Any:
+    """uvicorn's Config with wanmock's connection limits (wanmock.mockserver.netguard)."""
+    import uvicorn
+
+    limits = net_limits(args)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        lifespan="on",
+        http=PROTOCOL,
+        limit_concurrency=limits.max_connections,
+        backlog=min(2048, limits.max_connections),
+        **extra,
+    )
+    config.wanmock_limits = limits  # type: ignore[attr-defined]  # read by GuardedH11Protocol
+    return config
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
     store = args.store.partition("://")[0].partition("?")[0]
     if store not in STORES:
         raise ValueError(f"unsupported --store {args.store!r}; supported: memory, sqlite:///PATH, redis://HOST:PORT/DB")
+    keys, accounts = read_accounts(args.keys) if args.keys else (None, {})
+    origins = getattr(args, "served_origins", None)
     return ServerConfig(
         providers=all_providers() if args.provider == "all" else (args.provider,),
         timing=args.timing,
         seed=args.seed,
-        keys=read_keys(args.keys) if args.keys else None,
+        keys=keys,
         clock=ManualClock() if args.clock == "manual" else SystemClock(),
         max_body_bytes=args.max_body_bytes,
+        admin_token=admin_token(getattr(args, "admin_token", None)),
+        origins=tuple(origins) if origins else None,
+        public_url=getattr(args, "public_url", None),
+        admin_port=getattr(args, "admin_port_bound", None),
+        accounts=accounts,
+        tasks_per_key=bool(accounts) or getattr(args, "tasks_per_key", False),
     )
 
 
@@ -136,7 +223,7 @@ def build_app(args: argparse.Namespace, store: TaskStore | None = None) -> Starl
     from wanmock.mockserver.store import store_from_url
 
     config = config_from(args)
-    store = store if store is not None else store_from_url(args.store)
+    store = store if store is not None else store_from_url(store_url(args.store))
     if isinstance(store, SharedTime) and isinstance(config.clock, ManualClock):
         config.clock = StoredManualClock(store)
     media_dir = getattr(args, "media_dir", None)
@@ -150,7 +237,22 @@ def app_from_env() -> Starlette:
     text = os.environ.get(OPTIONS_VARIABLE)
     if text is None:
         raise RuntimeError(f"{OPTIONS_VARIABLE} is not set: start workers through `wanmock serve --workers N`")
-    return build_app(decode_options(text))
+    args = decode_options(text)
+    install_access_log_filter([admin_token(getattr(args, "admin_token", None))])
+    return build_app(args)
+
+
+def exposure_problem(args: argparse.Namespace) -> str | None:
+    """Why the control plane would be reachable beyond this host without a token (None: fine)."""
+    if is_loopback(args.host) or admin_token(getattr(args, "admin_token", None)):
+        return None
+    if getattr(args, "admin_port", None) is not None:
+        return None  # /__admin is then on 127.0.0.1 only
+    return (
+        f"--host {args.host} would expose the control plane (/__admin: reset, fault rules, the journal) "
+        f"beyond this machine; pass --admin-token TOKEN (or set {ADMIN_TOKEN_VARIABLE}), or keep /__admin "
+        "on 127.0.0.1 with --admin-port PORT"
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -171,10 +273,17 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers > 1 and args.store.partition("://")[0].partition("?")[0] == "memory":
         err.write(f"wanmock serve: {WORKERS_NEED_A_SHARED_STORE}\n")
         return 2
+    problem = exposure_problem(args)
+    if problem is not None:
+        err.write(f"wanmock serve: {problem}\n")
+        return 2
+    if args.header_timeout <= 0 or args.body_timeout <= 0 or args.max_connections < 1:
+        err.write("wanmock serve: --header-timeout and --body-timeout must be positive, --max-connections >= 1\n")
+        return 2
     try:
-        store = store_from_url(args.store)
+        store = store_from_url(store_url(args.store))
     except StoreError as exc:
-        err.write(f"wanmock serve: {exc}\n")
+        err.write(f"wanmock serve: {mask_userinfo(str(exc))}\n")
         return 2
     try:
         sock = listen(args.host, args.port)
@@ -182,36 +291,54 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store.close()
         err.write(f"wanmock serve: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return 2
+    sockets = [sock]
+    if getattr(args, "admin_port", None) is not None:
+        try:
+            admin_sock = listen("127.0.0.1", args.admin_port)
+        except OSError as exc:
+            sock.close()
+            store.close()
+            err.write(f"wanmock serve: cannot listen on 127.0.0.1:{args.admin_port}: {exc.strerror}\n")
+            return 2
+        args.admin_port_bound = admin_sock.getsockname()[1]
+        sockets.append(admin_sock)
     family = sock.family
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     origin = f"http://{shown}:{port}"
+    args.served_origins = list(served_origins(host, port, getattr(args, "public_url", None)))
+    if getattr(args, "admin_port_bound", None) is not None:
+        args.served_origins += list(served_origins("127.0.0.1", args.admin_port_bound))
+    config = config_from(args)
+    install_access_log_filter([config.admin_token])
     if replay is not None:  # --cassette: the recorded answers, replayed on the clock
         store.close()  # a replay keeps no tasks in it
         out.write(replay.state.replay.banner(origin))
         out.flush()
-        uvicorn.Server(uvicorn.Config(replay, log_level=args.log_level, lifespan="on")).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(replay, args)).run(sockets=sockets)
         return 0
     out.write(f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n")
     for provider, url in base_urls(config, origin).items():
         out.write(f"  {provider:<10} {url}\n")
     if len(config.providers) > 1:
         out.write(f"  (modellix, aimlapi and apiyi also at {origin}/)\n")
-    out.write(f"  control    {origin}/__admin/health\n")
+    admin_origin = f"http://127.0.0.1:{args.admin_port_bound}" if config.admin_port is not None else origin
+    guarded = " (admin token required)" if config.admin_token else ""
+    out.write(f"  control    {admin_origin}/__admin/health{guarded}\n")
     if args.workers > 1:
-        out.write(f"  ({args.workers} workers sharing {args.store})\n")
+        out.write(f"  ({args.workers} workers sharing {mask_userinfo(args.store)})\n")
     out.flush()
     if args.workers > 1:
-        return run_workers(args, store, sock)
+        return run_workers(args, store, sockets)
     try:
-        server = uvicorn.Server(uvicorn.Config(build_app(args, store), log_level=args.log_level, lifespan="on"))
-        server.run(sockets=[sock])
+        server = uvicorn.Server(uvicorn_config(build_app(args, store), args))
+        server.run(sockets=sockets)
     finally:
         store.close()
     return 0
 
 
-def run_workers(args: argparse.Namespace, store: TaskStore, sock: socket.socket) -> int:
+def run_workers(args: argparse.Namespace, store: TaskStore, sockets: list[socket.socket]) -> int:
     """uvicorn's supervisor with ``args.workers`` processes on ``sock``; they share ``--store``
     (its schema is ready: the parent opened it) and one directory of rendered MP4s."""
     import uvicorn
@@ -220,19 +347,14 @@ def run_workers(args: argparse.Namespace, store: TaskStore, sock: socket.socket)
     store.close()
     media_dir = tempfile.mkdtemp(prefix="wanmock-media-")
     os.environ[OPTIONS_VARIABLE] = encode_options(argparse.Namespace(**vars(args), media_dir=media_dir))
-    config = uvicorn.Config(
-        "wanmock.mockserver.serve:app_from_env",
-        factory=True,
-        workers=args.workers,
-        log_level=args.log_level,
-        lifespan="on",
-    )
+    config = uvicorn_config("wanmock.mockserver.serve:app_from_env", args, factory=True, workers=args.workers)
     supervisor: Any = Multiprocess
     if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn wants the worker's target
         supervisor = functools.partial(supervisor, target=uvicorn.Server(config).run)
     try:
-        supervisor(config, sockets=[sock]).run()
+        supervisor(config, sockets=sockets).run()
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
         shutil.rmtree(media_dir, ignore_errors=True)
     return 0

@@ -60,6 +60,24 @@ ON CONFLICT (provider, id) DO UPDATE SET
 """
 
 
+def path_problem(path: Path) -> str | None:
+    """Why SQLite cannot open ``path``, in words ("unable to open database file" names neither)."""
+    import os
+
+    parent = path.absolute().parent
+    if not parent.exists():
+        return f"the directory {str(parent)!r} does not exist (create it first)"
+    if not parent.is_dir():
+        return f"{str(parent)!r} is not a directory"
+    if path.is_dir():
+        return f"{str(path)!r} is a directory, not a database file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the directory {str(parent)!r} is not writable by this user (SQLite needs it for its -wal file)"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"the file {str(path)!r} is not readable and writable by this user"
+    return None
+
+
 class SQLiteStore:
     shared = True
 
@@ -89,7 +107,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             self.close()
             hint = "" if self.path.is_absolute() else f" (relative to {Path.cwd()}; sqlite:////abs/path.db is absolute)"
-            raise StoreError(f"cannot use the SQLite store {str(self.path)!r}{hint}: {exc}") from exc
+            cause = path_problem(self.path) or str(exc)
+            raise StoreError(f"cannot use the SQLite store {str(self.path)!r}{hint}: {cause}") from exc
 
     # -- connections ----------------------------------------------------------------------
 

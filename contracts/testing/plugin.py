@@ -258,7 +258,14 @@ class MockScope:
 
     def task(self, provider: str, task_id: str) -> dict[str, Any]:
         """One of this test's tasks (ControlPlaneError for another test's or an unknown one)."""
-        view: dict[str, Any] = self._call("GET", f"/__admin/tasks/{provider}/{task_id}")
+        try:
+            view: dict[str, Any] = self._call("GET", f"/__admin/tasks/{provider}/{task_id}")
+        except ControlPlaneError as exc:
+            if exc.status == 404:  # a scoped control plane shows no other test's task
+                raise ControlPlaneError(
+                    f"{provider} task {task_id} is unknown or belongs to another test", exc.status
+                ) from exc
+            raise
         if view.get("test_id") != self.test_id:
             raise ControlPlaneError(f"{provider} task {task_id} belongs to another test ({view.get('test_id')})")
         return view
@@ -415,11 +422,20 @@ class InProcessMock(MockScope):
 class WanmockServer:
     """A real ``wanmock serve`` subprocess on a free port, manual clock, fast timing."""
 
-    def __init__(self, process: subprocess.Popen[bytes], origin: str, logs: tuple[IO[bytes], IO[bytes]]) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        origin: str,
+        logs: tuple[IO[bytes], IO[bytes]],
+        token: str | None = None,
+    ) -> None:
         self.process = process
         self.origin = origin
         self._logs = logs
-        self._admin = httpx.Client(base_url=origin, timeout=10.0)
+        from wanmock.mockserver.guard import admin_headers, admin_token
+
+        self.token = admin_token(token)  # the --admin-token given, else $WANMOCK_ADMIN_TOKEN
+        self._admin = httpx.Client(base_url=origin, timeout=10.0, headers=admin_headers(self.token))
         self.providers: tuple[str, ...] = ()
 
     @classmethod
@@ -454,7 +470,9 @@ class WanmockServer:
                 time.sleep(0.02)
         if not origin.startswith("http://"):
             raise give_up(f"printed an unexpected banner: {first[0]!r}")
-        server = cls(process, origin, (out, err))
+        given = list(args)
+        token = given[given.index("--admin-token") + 1] if "--admin-token" in given[:-1] else None
+        server = cls(process, origin, (out, err), token)
         while True:
             try:
                 health = server._admin.get("/__admin/health")
@@ -526,7 +544,11 @@ class ServerScope(MockScope):
         self._http = httpx.HTTPTransport()
         self._owned: list[httpx.Client] = []
         self.transport = ScopedTransport(self._http, test_id)
-        admin = httpx.Client(base_url=server.origin, timeout=10.0, transport=self.transport)
+        from wanmock.mockserver.guard import admin_headers
+
+        admin = httpx.Client(
+            base_url=server.origin, timeout=10.0, transport=self.transport, headers=admin_headers(server.token)
+        )
         super().__init__(test_id, admin, server.providers)
 
     def base_url(self, provider: str) -> str:

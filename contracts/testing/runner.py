@@ -106,15 +106,27 @@ class Result:
 
 @dataclass
 class Report:
+    """What a contract run found. ``secrets`` (the live keys, the admin token) are removed, in
+    every form, from everything the report writes: stdout, the JSON report, the JUnit file."""
+
     target: str
     seed: int
     results: list[Result] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+    def clean(self, value: Any) -> Any:
+        from wanmock.mockserver.scrub import Scrubber
+
+        return Scrubber(self.secrets).value(value)
 
     @property
     def passed(self) -> bool:
         return all(not r.failures for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
+        return self.clean(self._dict())  # type: ignore[no-any-return]
+
+    def _dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "seed": self.seed,
@@ -147,9 +159,8 @@ class Report:
             for name in CHECKS:
                 lines.append(f"    <testcase classname={quoteattr(f'{r.provider}.{r.kind}')} name={quoteattr(name)}>")
                 for failure in (f for f in r.failures if f.check == name):
-                    lines.append(
-                        f"      <failure message={quoteattr(failure.message)}>{_xml(failure.render())}</failure>"
-                    )
+                    message, text = self.clean([failure.message, failure.render()])
+                    lines.append(f"      <failure message={quoteattr(message)}>{_xml(text)}</failure>")
                     break
                 lines.append("    </testcase>")
             lines.append("  </testsuite>")
@@ -216,9 +227,13 @@ def in_process_target(provider: str, seed: int) -> Iterator[Target]:
 
 
 @contextmanager
-def url_target(provider: str, url: str) -> Iterator[Target]:
+def url_target(provider: str, url: str, admin_token: str | None = None) -> Iterator[Target]:
+    """A running wanmock at ``url``; its control plane is called with ``admin_token`` (or
+    $WANMOCK_ADMIN_TOKEN)."""
+    from wanmock.mockserver.guard import admin_headers
+
     origin = url.rstrip("/")
-    admin = httpx.Client(base_url=origin, timeout=30)
+    admin = httpx.Client(base_url=origin, timeout=30, headers=admin_headers(admin_token))
     try:
         health = admin.get("/__admin/health")
         health.raise_for_status()
@@ -559,7 +574,7 @@ def summary(report: Report, stream: TextIO = sys.stdout) -> None:
             f"{mark}  {r.provider:<10} {r.kind:<10} {r.examples:>5} examples {r.cases:>5} cases  {r.seconds:6.1f} s\n"
         )
         for failure in r.failures:
-            stream.write("      " + failure.render().replace("\n", "\n      ") + "\n")
+            stream.write("      " + report.clean(failure.render()).replace("\n", "\n      ") + "\n")
     total = sum(len(r.failures) for r in report.results)
     verdict = "all checks passed" if report.passed else f"{total} check(s) failed"
     stream.write(f"{verdict} (target {report.target}, seed {report.seed})\n")

@@ -26,6 +26,8 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.models import TextToVideo
+from wanmock.mockserver.guard import admin_headers as admin_headers
+from wanmock.mockserver.scrub import scrub_text
 from wanmock.schemas import Issue, Provider, catalog, resolve_pointer
 
 SEVERITIES = ("breaking", "warning", "info")
@@ -163,13 +165,22 @@ def compare(observation: Observation) -> list[Finding]:
 class Prober:
     """Sends the probes to a provider (live or a URL) and turns the answers into observations."""
 
-    def __init__(self, provider: str, base_url: str, api_key: str, *, admin_url: str | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        api_key: str,
+        *,
+        admin_url: str | None = None,
+        admin_token: str | None = None,
+    ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.dialect = dialect_for(provider)
         self.http = httpx.Client(timeout=60)
-        self.admin = httpx.Client(base_url=admin_url, timeout=30) if admin_url else None
+        headers = admin_headers(admin_token)
+        self.admin = httpx.Client(base_url=admin_url, timeout=30, headers=headers) if admin_url else None
 
     def close(self) -> None:
         self.http.close()
@@ -294,7 +305,13 @@ def observations_from_cassette(directory: Path) -> list[Observation]:
 # -- reports ----------------------------------------------------------------------------------
 
 
-def render(findings: list[Finding], fmt: str, provider: str) -> str:
+def render(findings: list[Finding], fmt: str, provider: str, secrets: Iterable[str | None] = ()) -> str:
+    """The report in ``fmt``, with every form of each of ``secrets`` (the key probed with)
+    removed by the one scrubber (a provider may echo a key in an error message)."""
+    return scrub_text(_render(findings, fmt, provider), secrets)
+
+
+def _render(findings: list[Finding], fmt: str, provider: str) -> str:
     if fmt == "json":
         return json.dumps({"provider": provider, "findings": [asdict(f) for f in findings]}, indent=2) + "\n"
     if fmt == "junit":

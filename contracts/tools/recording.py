@@ -63,6 +63,7 @@ from wanmock.contracts.client import errors
 from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.engine import WanClient
 from wanmock.contracts.client.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
+from wanmock.mockserver.guard import admin_headers
 from wanmock.mockserver.replay import CASSETTE_FILE
 from wanmock.mockserver.routing import Match, Router
 from wanmock.mockserver.scrub import scrub as scrub_all
@@ -390,6 +391,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds to wait for each task (1200)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing cassette")
+    parser.add_argument(
+        "--admin-token", help="the --target server's control-plane token (default: $WANMOCK_ADMIN_TOKEN)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -423,7 +427,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 base, pace = catalog().provider(args.provider).base_url, Pace()
                 cassette = _record(args, key or "", base, transport, pace)
             else:
-                with httpx.Client(base_url=args.target.rstrip("/"), timeout=30) as admin:
+                headers = admin_headers(getattr(args, "admin_token", None))
+                with httpx.Client(base_url=args.target.rstrip("/"), timeout=30, headers=headers) as admin:
                     base, manual = target_base(args.provider, args.target, admin)
                     cassette = _record(args, key or "test-key", base, transport, Pace(admin if manual else None))
     except errors.WanError as exc:

@@ -1,0 +1,167 @@
+"""Slow and many clients: the connection-level limits of ``wanmock serve``.
+
+uvicorn closes an idle keep-alive connection, but it waits forever for a request's headers
+(or its body) once a byte of it has arrived, and it accepts connections until the process runs
+out of file descriptors. The protocol classes here (uvicorn's own, subclassed; named in
+``uvicorn.Config(http=...)``) add:
+
+* a **header timeout**: a connection that has not completed a request's headers within
+  ``header_timeout`` seconds of opening (or of its previous answer) is answered 408 and closed
+  (slowloris);
+* a **body timeout**: a request body must arrive within ``body_timeout`` seconds of its
+  headers, and with no pause longer than ``body_idle_timeout`` seconds;
+* a **connection cap**: past ``max_connections`` open connections, a new one is answered 503
+  and closed at once, so descriptors are never exhausted (and the accept loop never spins on
+  ``EMFILE``). ``serve`` keeps the cap below the descriptor limit.
+
+Each kind of closing is logged at most once per LOG_EVERY seconds, with a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("wanmock")
+TICK_SECONDS = 0.5
+LOG_EVERY = 10.0
+FD_RESERVE = 64  # descriptors kept for the store, media files, logs and the listening sockets
+TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+BUSY_503 = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class NetLimits:
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
+    body_idle_timeout: float = 30.0
+    max_connections: int = 1000
+
+
+class _RateLimitedLog:
+    """One warning per LOG_EVERY seconds per kind, with how many happened since the last."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.last: dict[str, float] = {}
+
+    def note(self, kind: str, message: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        now = time.monotonic()
+        if now - self.last.get(kind, -LOG_EVERY) >= LOG_EVERY:
+            log.warning("wanmock: %s (%d in the last %g s)", message, self.counts[kind], LOG_EVERY)
+            self.counts[kind] = 0
+            self.last[kind] = now
+
+
+NOTES = _RateLimitedLog()
+QUIETED: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def limits_of(config: Any) -> NetLimits:
+    found = getattr(config, "wanmock_limits", None)
+    return found if isinstance(found, NetLimits) else NetLimits()
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the header and body timeouts and the connection cap."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits_of(config)
+        if self.loop not in QUIETED:
+            QUIETED.add(self.loop)
+            quiet_accept_errors(self.loop)
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase = "headers"
+        self._since = self._last = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            NOTES.note("busy", f"more than {self.limits.max_connections} connections: new ones answered 503")
+            transport.write(BUSY_503)
+            transport.close()
+            return
+        self._since = self._last = self.loop.time()
+        self._timer = self.loop.call_later(TICK_SECONDS, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        self._last = self.loop.time()
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def _current_phase(self) -> str:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return "headers"
+        return "body" if cycle.more_body else "app"
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        phase = self._current_phase()
+        if phase != self._phase:
+            self._phase, self._since = phase, now
+        limits = self.limits
+        if phase == "headers" and now - self._since > limits.header_timeout:
+            NOTES.note("headers", f"closed connections that sent no complete headers in {limits.header_timeout:g} s")
+            self.transport.write(TIMEOUT_408)
+            self.transport.close()
+            return
+        if phase == "body" and (now - self._since > limits.body_timeout or now - self._last > limits.body_idle_timeout):
+            NOTES.note("body", "closed connections whose request body stalled")
+            self.transport.close()
+            return
+        self._timer = self.loop.call_later(TICK_SECONDS, self._tick)
+
+
+PROTOCOL = "wanmock.mockserver.netguard:GuardedH11Protocol"
+
+
+def descriptor_budget(wanted: int) -> int:
+    """Raise the soft descriptor limit towards the hard one, and return the connection cap that
+    fits under it (``wanted`` at most, FD_RESERVE descriptors kept for everything else)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    target = min(target, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio pauses accepting for a second on EMFILE and logs each time; log once per
+    LOG_EVERY seconds instead (other exceptions go to the default handler)."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "out of system resource" in str(context.get("message", "")):
+            NOTES.note("emfile", "out of file descriptors: accepting paused for a second")
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

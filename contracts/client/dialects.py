@@ -9,10 +9,14 @@ fails here, before any network call (and before any cost).
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import fields
+from datetime import UTC
 from typing import Any, ClassVar
 
 from wanmock.contracts.client import errors
@@ -190,12 +194,26 @@ class Dialect:
         return code == "Arrearage"
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: a finite non-negative number, or an HTTP
+    date (seconds from ``now``, a POSIX time, default the system clock). Anything else — ``inf``,
+    ``nan``, a negative number, garbage — is no advice (None); the caller caps what it waits."""
     value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
+    if value is None or len(value) > 64:
         return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        reference = time.time() if now is None else now
+        return max(0.0, when.timestamp() - reference)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def unsupported(provider: str, issues: list[Issue]) -> errors.UnsupportedRequest:

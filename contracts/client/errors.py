@@ -8,7 +8,7 @@
     │   ├── RateLimitedError      slow down; ``retry_after`` seconds when the provider says
     │   ├── InsufficientBalanceError  Modellix 402, AI/ML API 403, APIYI 429, DashScope Arrearage
     │   ├── NotFoundError         unknown path or resource
-    │   └── ServerError           5xx
+    │   └── ServerError           5xx (on a submit ``outcome_unknown`` is set: the task may exist)
     ├── TaskFailedError           the task ended failed (``code`` is the provider's)
     ├── TaskExpiredError          the task is unknown or past its retention
     ├── WaitTimeout               wait() gave up; the task may still finish
@@ -45,11 +45,14 @@ class ApiError(WanError):
         status: int | None = None,
         code: str | None = None,
         body: Any = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message, provider=provider)
         self.status = status
         self.code = code
         self.body = body
+        # A submit answered 5xx may still have created (and billed) the task: check before resubmitting.
+        self.outcome_unknown = outcome_unknown
 
 
 class AuthenticationError(ApiError):

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from wanmock.mockserver.faults import FaultRules, FaultRuleSet
+from wanmock.mockserver.limits import DEFAULT_JOURNAL_BYTES, entry_size
 from wanmock.mockserver.tasks import Task
 
 DEFAULT_JOURNAL_LIMIT = 10_000
@@ -117,11 +118,15 @@ class MemoryStore:
         journal_limit: int = DEFAULT_JOURNAL_LIMIT,
         task_limit: int = 100_000,
         evict_grace: float = DEFAULT_EVICT_GRACE,
+        journal_bytes: int = DEFAULT_JOURNAL_BYTES,
     ) -> None:
-        if journal_limit < 1 or task_limit < 1 or evict_grace < 0:
-            raise ValueError("journal_limit and task_limit must be positive, evict_grace not negative")
+        if journal_limit < 1 or task_limit < 1 or evict_grace < 0 or journal_bytes < 1:
+            raise ValueError("journal_limit, journal_bytes and task_limit must be positive, evict_grace not negative")
         self._tasks: dict[tuple[str, str], Task] = {}
         self._journal: deque[JournalEntry] = deque(maxlen=journal_limit)
+        self._sizes: deque[int] = deque()  # each entry's JSON size, oldest first
+        self.journal_bytes = journal_bytes
+        self.journal_size = 0  # bytes the kept entries take (at most journal_bytes)
         self._task_limit = task_limit
         self._grace = evict_grace
         self._evictions: list[tuple[float, str, str]] = []  # a heap of (evict_at, provider, id)
@@ -196,8 +201,17 @@ class MemoryStore:
         return sorted(found, key=lambda t: t.seq)
 
     def append(self, entry: JournalEntry) -> None:
+        size = entry_size(entry.to_dict())
         with self._lock:
+            if len(self._journal) == self._journal.maxlen:
+                self._journal.popleft()
+                self.journal_size -= self._sizes.popleft()
             self._journal.append(entry)
+            self._sizes.append(size)
+            self.journal_size += size
+            while self.journal_size > self.journal_bytes and len(self._journal) > 1:
+                self._journal.popleft()
+                self.journal_size -= self._sizes.popleft()
 
     def journal(self) -> list[JournalEntry]:
         with self._lock:
@@ -208,11 +222,15 @@ class MemoryStore:
             if test_id is None:
                 self._tasks.clear()
                 self._journal.clear()
+                self._sizes.clear()
+                self.journal_size = 0
                 self._evictions.clear()
                 return
             self._tasks = {k: t for k, t in self._tasks.items() if t.test_id != test_id}
-            kept = [e for e in self._journal if e.test_id != test_id]
-            self._journal = deque(kept, maxlen=self._journal.maxlen)
+            kept = [(e, n) for e, n in zip(self._journal, self._sizes, strict=True) if e.test_id != test_id]
+            self._journal = deque((e for e, _ in kept), maxlen=self._journal.maxlen)
+            self._sizes = deque(n for _, n in kept)
+            self.journal_size = sum(self._sizes)
 
 
 def store_from_url(url: str) -> TaskStore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from wanmock.mockserver import timing
+from wanmock.mockserver.clock import StoredManualClock
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.drift import Drift
 from wanmock.mockserver.errors import ApiError, kind_for_status
@@ -39,6 +41,7 @@ from wanmock.mockserver.ratelimit import RateLimiter
 from wanmock.mockserver.results import FILES_PREFIX, ResultLinks, output_size, storage_error
 from wanmock.mockserver.routing import Match, Router, WrongMethod
 from wanmock.mockserver.store import JournalEntry, MemoryStore, TaskStore
+from wanmock.mockserver.storeio import StoreIO, StoreUnavailable
 from wanmock.mockserver.tasks import Task
 
 log = logging.getLogger("wanmock")
@@ -71,9 +74,23 @@ class AppState:
     rng: random.Random
     served: dict[str, Served] = field(default_factory=dict)
     drift: Drift = field(default_factory=Drift)
+    io: StoreIO = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.io = StoreIO(self.store)
 
     def now(self) -> float:
         return self.config.clock.now()
+
+    async def anow(self) -> float:
+        """The clock's now, read off the event loop when it lives in a shared store."""
+        clock = self.config.clock
+        if isinstance(clock, StoredManualClock):
+            try:
+                return await self.io.run(clock.now)
+            except StoreUnavailable:  # the next store call fails too, and answers the 503
+                return clock.last_known()
+        return clock.now()
 
     def request_id(self) -> str:
         return Profile.new_task_id(self.served[next(iter(self.served))].profile, self.rng)
@@ -191,12 +208,15 @@ class ProviderHandler:
         return Context(now, base, prefix, request.url.path, self.state.request_id(), result_url)
 
     async def handle(self, request: Request, prefix: str, path: str) -> Response:
-        now = self.state.now()
+        now = await self.state.anow()
         ctx = self.context(request, prefix, now)
         test_id = request.headers.get(TEST_HEADER)
         entry: dict[str, Any] = {"endpoint": None, "task_id": None, "request_body": None}
         try:
-            status, body, headers = await self.pipeline(request, path, ctx, test_id, entry)
+            try:
+                status, body, headers = await self.pipeline(request, path, ctx, test_id, entry)
+            except StoreUnavailable as exc:  # answered in the provider's envelope, as its outages are
+                raise ApiError("unavailable", "the service is temporarily unavailable; try again later") from exc
         except ApiError as error:
             status, body = self.profile.error_answer(error, ctx)
             headers = dict(error.headers)
@@ -205,19 +225,19 @@ class ProviderHandler:
             if error.kind == "method_not_allowed":
                 headers.setdefault("Allow", error.detail.rpartition("allowed: ")[2])
         except ConnectionDropped:
-            self.journal(request, ctx, 0, None, test_id, entry)
+            await self.journal(request, ctx, 0, None, test_id, entry)
             return DroppedResponse()
         except Exception:  # a bug must still answer in the provider's shape, never a bare 500
             log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
             status, body = self.profile.error_answer(ApiError("server_error", "wanmock internal error"), ctx)
             headers = {}
         status, body = self.state.drift.apply(self.profile.provider, entry["endpoint"], status, body)
-        self.journal(request, ctx, status, body, test_id, entry)
+        await self.journal(request, ctx, status, body, test_id, entry)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type="application/json")
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def journal(
+    async def journal(
         self,
         request: Request,
         ctx: Context,
@@ -226,23 +246,25 @@ class ProviderHandler:
         test_id: str | None,
         entry: dict[str, Any],
     ) -> None:
-        self.state.store.append(
-            JournalEntry(
-                seq=self.state.store.next_seq(),
-                at=ctx.now,
-                provider=self.name,
-                method=request.method,
-                path=request.url.path,
-                query=request.url.query,
-                status=status,
-                test_id=test_id,
-                task_id=entry["task_id"],
-                endpoint=entry["endpoint"],
-                request_body=entry["request_body"],
-                response_body=shorten(body),
-                request_headers=scrubbed_headers(request),
-            )
+        """Record the exchange; a store failure here never changes the answer (a submit whose
+        task was written is a success even if its journal entry is lost: it is logged)."""
+        record = JournalEntry(
+            seq=0,  # numbered by the store, in the same round trip
+            at=ctx.now,
+            provider=self.name,
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            status=status,
+            test_id=test_id,
+            task_id=entry["task_id"],
+            endpoint=entry["endpoint"],
+            request_body=entry["request_body"],
+            response_body=shorten(body),
+            request_headers=scrubbed_headers(request),
         )
+        with contextlib.suppress(StoreUnavailable):
+            await self.state.io.run(self.state.store.append, record)
 
     async def pipeline(
         self, request: Request, path: str, ctx: Context, test_id: str | None, entry: dict[str, Any]
@@ -275,10 +297,10 @@ class ProviderHandler:
             return await self.submit(request, found, raw, ctx, test_id, owner, entry, scope)
         self.state.limiter.check(self.name, owner, ctx.now)
         if name == "poll":
-            return self.poll(task_id, ctx, owner)
+            return await self.poll(task_id, ctx, owner)
         if name == "cancel":
-            return self.cancel(task_id, ctx)
-        return self.list_tasks(request, ctx, test_id)
+            return await self.cancel(task_id, ctx)
+        return await self.list_tasks(request, ctx, test_id)
 
     def task_id_of(self, found: Match, request: Request) -> str | None:
         if "task_id" in found.params:
@@ -297,8 +319,9 @@ class ProviderHandler:
         """Apply the latency, drop and error rules that fire; return the scope, so that fail
         rules can be taken once a task is really created."""
         model_id = found.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
-        if model_id is None and task_id is not None and any(r.model for r in self.state.faults.rules()):
-            task = self.state.store.get(self.name, task_id)  # only a model-scoped rule needs the task's model
+        io = self.state.io
+        if model_id is None and task_id is not None and any(r.model for r in await io.run(self.state.faults.rules)):
+            task = await io.run(self.state.store.get, self.name, task_id)  # only a model-scoped rule needs it
             model_id = task.model_id if task else None
         model = self.profile.provider.model_for_id(model_id) if isinstance(model_id, str) else None
         scope = {
@@ -309,7 +332,7 @@ class ProviderHandler:
             "kind": model.kind if model else None,
             "model_id": model_id if isinstance(model_id, str) else None,
         }
-        fired = self.state.faults.take(scope, actions=("latency", "drop", "error"))
+        fired = await io.run(self.state.faults.take, scope, ("latency", "drop", "error"))
         for rule in fired:
             if rule.action == "latency":
                 await asyncio.sleep(rule.latency_seconds)
@@ -343,7 +366,9 @@ class ProviderHandler:
         unfinished = None
         if limit is not None and limit.concurrency is not None:  # a shared store would load every task
             unfinished = sum(
-                1 for t in self.state.store.tasks(self.name) if t.owner == owner and not t.is_terminal(ctx.now)
+                1
+                for t in await self.state.io.run(self.state.store.tasks, self.name)
+                if t.owner == owner and not t.is_terminal(ctx.now)
             )
         self.state.limiter.check(self.name, owner, ctx.now, unfinished)
         for header, value in found.endpoint.headers.items():
@@ -377,22 +402,22 @@ class ProviderHandler:
             test_id=test_id,
             owner=owner,
             request=shorten(body),
-            seq=self.state.store.next_seq(),
+            seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**scope, "kind": model.kind, "model_id": str(requested_id)}
-        for rule in self.state.faults.take(scope, actions=("fail",)):
+        for rule in await self.state.io.run(self.state.faults.take, scope, ("fail",)):
             task.final_state, task.error_code, task.error_message = (
                 "failed",
                 rule.code,
                 rule.message,
             )
-        self.state.store.add(task)
+        await self.state.io.run(self.state.store.add, task)
         entry["task_id"] = task.id
         return 200, self.profile.submit_body(task, ctx), {}
 
-    def poll(self, task_id: str | None, ctx: Context, owner: str) -> tuple[int, Any, dict[str, str]]:
+    async def poll(self, task_id: str | None, ctx: Context, owner: str) -> tuple[int, Any, dict[str, str]]:
         assert task_id is not None  # the poll endpoint always names one
-        task = self.state.store.get(self.name, task_id)
+        task = await self.state.io.run(self.state.store.get, self.name, task_id)
         hidden = task is not None and self.name == "modellix" and self.state.config.options.modellix_tasks_per_key
         if task is None or (hidden and task.owner != owner):
             status, body = self.profile.missing_task(task_id, ctx)
@@ -400,23 +425,26 @@ class ProviderHandler:
             status, body = self.profile.answer(task, ctx)
         return status, body, {}
 
-    def cancel(self, task_id: str | None, ctx: Context) -> tuple[int, Any, dict[str, str]]:
+    async def cancel(self, task_id: str | None, ctx: Context) -> tuple[int, Any, dict[str, str]]:
         assert task_id is not None
-        task = self.state.store.get(self.name, task_id)
-        if task is None or task.is_expired(ctx.now):
+
+        def cancel_if_queued(task: Task) -> None:  # run atomically by the store (compare-and-set)
+            if task.is_expired(ctx.now):
+                raise ApiError("not_found", f"task {task_id} not found")
+            state = task.state_at(ctx.now)
+            if state != "queued":
+                word = self.profile.word(state) if state in self.profile.provider.states else state
+                raise ApiError(
+                    "conflict",
+                    f"only a {self.profile.word('queued')} task can be canceled; it is {word}",
+                )
+            task.finish(ctx.now, "canceled")
+
+        if await self.state.io.run(self.state.store.transition, self.name, task_id, cancel_if_queued) is None:
             raise ApiError("not_found", f"task {task_id} not found")
-        state = task.state_at(ctx.now)
-        if state != "queued":
-            word = self.profile.word(state) if state in self.profile.provider.states else state
-            raise ApiError(
-                "conflict",
-                f"only a {self.profile.word('queued')} task can be canceled; it is {word}",
-            )
-        task.finish(ctx.now, "canceled")
-        self.state.store.save(task)
         return 200, {"request_id": ctx.request_id}, {}
 
-    def list_tasks(self, request: Request, ctx: Context, test_id: str | None) -> tuple[int, Any, dict[str, str]]:
+    async def list_tasks(self, request: Request, ctx: Context, test_id: str | None) -> tuple[int, Any, dict[str, str]]:
         query = request.query_params
         try:
             page_no = int(query.get("page_no", "1"))
@@ -426,7 +454,7 @@ class ProviderHandler:
         if page_no < 1 or not 1 <= page_size <= 100:
             raise ApiError("invalid_request", "page_no must be >= 1 and page_size from 1 to 100")
         rows = []
-        for task in reversed(self.state.store.tasks(self.name, test_id)):
+        for task in reversed(await self.state.io.run(self.state.store.tasks, self.name, test_id)):
             state = task.state_at(ctx.now)
             if state == "expired":
                 continue
@@ -507,7 +535,6 @@ async def download(request: Request) -> Response:
     provider = request.path_params["provider"]
     name = request.path_params["name"]
     request_id = state.request_id().upper().replace("-", "")[:24]
-    now = state.now()
 
     def refuse(status: int, code: str, message: str) -> Response:
         return Response(storage_error(code, message, request_id), status, media_type="application/xml")
@@ -516,14 +543,17 @@ async def download(request: Request) -> Response:
     if served is None or not name.endswith(".mp4"):
         return refuse(404, "NoSuchKey", "The specified key does not exist.")
     task_id = name[: -len(".mp4")]
-    rules = state.faults.take(
-        {
-            "provider": provider,
-            "endpoint": "download",
-            "task_id": task_id,
-            "test_id": request.headers.get(TEST_HEADER),
-        }
-    )
+    scope = {
+        "provider": provider,
+        "endpoint": "download",
+        "task_id": task_id,
+        "test_id": request.headers.get(TEST_HEADER),
+    }
+    try:
+        now = await state.anow()
+        rules = await state.io.run(state.faults.take, scope)
+    except StoreUnavailable:
+        return refuse(503, "ServiceUnavailable", "The service is temporarily unavailable.")
     for rule in rules:
         if rule.action == "latency":
             await asyncio.sleep(rule.latency_seconds)
@@ -549,7 +579,10 @@ async def download(request: Request) -> Response:
         if check.reason == "expired":
             return refuse(403, "AccessDenied", "Request has expired.")
         return refuse(403, "SignatureDoesNotMatch", "The request signature does not match.")
-    task = state.store.get(provider, task_id)
+    try:
+        task = await state.io.run(state.store.get, provider, task_id)
+    except StoreUnavailable:
+        return refuse(503, "ServiceUnavailable", "The service is temporarily unavailable.")
     if task is None or task.state_at(now) != "succeeded":
         return refuse(404, "NoSuchKey", "The specified key does not exist.")
     width, height = output_size(task.params.resolution, task.params.ratio)
@@ -591,7 +624,10 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        gc.collect()
+        gc.freeze()  # start-up objects (schemas, modules) leave the collector's full passes
         yield
+        state.io.close()
         state.media.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)

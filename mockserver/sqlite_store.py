@@ -203,7 +203,9 @@ class SQLiteStore:
         return [Task.from_dict(json.loads(data)) for (data,) in rows]
 
     def ping(self) -> None:
-        self.connection().execute("SELECT value FROM counters WHERE name = 'seq'").fetchall()
+        """The store answers when it can take the write lock (readers never wait in WAL mode)."""
+        with self.transaction() as db:
+            db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchall()
 
     # -- journal --------------------------------------------------------------------------
 

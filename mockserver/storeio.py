@@ -7,9 +7,11 @@ busy timeout) end the blocked call soon after. A failure (a timeout, a lost conn
 locked, missing or unreadable file) raises ``StoreUnavailable``, which the provider pipeline
 answers with the provider's own 503 and the control plane with ``{"error": ...}`` and 503.
 
-Failures are logged one line per kind (operation and error) per ``LOG_EVERY`` seconds, with the
-count of the ones not logged in between, never with a traceback: an outage writes a few lines a
-minute, not megabytes. The memory store does no I/O and is called directly.
+After a failure, calls fail at once for ``RETRY_EVERY`` seconds (no request waits for a store
+known to be down; the health check still tries, and a success ends the outage). Failures are
+logged one line per kind of error per ``LOG_EVERY`` seconds, with the count of the ones not
+logged in between, never with a traceback: an outage writes a few lines a minute, not
+megabytes. The memory store does no I/O and is called directly.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ T = TypeVar("T")
 LOG_EVERY = 10.0  # seconds between two log lines about the same kind of store failure
 THREADS = 8  # concurrent store calls per process (each SQLite thread keeps its connection)
 QUEUE_MARGIN = 1.0  # seconds a call may wait for a free thread on top of the store's timeout
+RETRY_EVERY = 1.0  # seconds calls fail at once after a failure, before the store is tried again
 
 
 class StoreUnavailable(Exception):
@@ -50,6 +53,7 @@ class StoreIO:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._failure: tuple[float, str] | None = None  # (since, reason) while failing
+        self._retry_at = 0.0  # monotonic instant before which calls fail at once
         self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last logged at, not logged since)
 
     @property
@@ -67,7 +71,13 @@ class StoreIO:
         the deadline. Exceptions that are not store failures (a refused transition) pass through."""
         if not self.store.shared:
             return call(*args)
+        return await self._attempt(call, *args)
+
+    async def _attempt(self, call: Callable[..., T], *args: Any, probe: bool = False) -> T:
         operation = getattr(call, "__name__", "call")
+        failure = self._failure
+        if failure is not None and not probe and time.monotonic() < self._retry_at:
+            raise self.failed(operation, failure[1], tried=False)
         future = asyncio.get_running_loop().run_in_executor(self._pool(), functools.partial(call, *args))
         try:
             result = await asyncio.wait_for(future, self.deadline)
@@ -78,15 +88,17 @@ class StoreIO:
         self._failure = None
         return result
 
-    def failed(self, operation: str, reason: str) -> StoreUnavailable:
+    def failed(self, operation: str, reason: str, tried: bool = True) -> StoreUnavailable:
         """Record a failure, log it (rate-limited) and return the exception to raise."""
         now = time.monotonic()
-        if self._failure is None:
-            self._failure = (time.time(), reason)
-        kind = f"{operation}: {reason.partition(':')[0]}"
+        if tried:
+            self._retry_at = now + RETRY_EVERY
+            if self._failure is None:
+                self._failure = (time.time(), reason)
+        kind = reason.partition(":")[0]  # the kind of error, whatever the operation
         with self._lock:
             last, skipped = self._logged.get(kind, (-LOG_EVERY, 0))
-            if now - last >= LOG_EVERY:
+            if tried and now - last >= LOG_EVERY:
                 self._logged[kind] = (now, 0)
                 more = f" ({skipped} more like it in the last {now - last:.0f} s)" if skipped and last >= 0 else ""
                 log.error("wanmock: the task store is unavailable: %s: %s%s", operation, reason, more)
@@ -96,8 +108,10 @@ class StoreIO:
 
     async def check(self) -> dict[str, Any]:
         """The store's state for /__admin/health: ping it (within the deadline)."""
+        if not self.store.shared:
+            return {"state": "ok", "error": None, "since": None}
         try:
-            await self.run(self.store.ping)
+            await self._attempt(self.store.ping, probe=True)
         except StoreUnavailable as exc:
             return {"state": "unavailable", "error": exc.reason, "since": self._failure and self._failure[0]}
         return {"state": "ok", "error": None, "since": None}

@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
-from wanmock.mockserver.app import TEST_HEADER, AppState, decode_json
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.drift import DriftRule, DriftRuleError
 from wanmock.mockserver.faults import FaultRule, RuleError
+from wanmock.mockserver.http import TEST_HEADER, decode_json
+from wanmock.mockserver.state import AppState
 from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import EXPIRED, Task, TransitionError
 
@@ -81,6 +82,7 @@ async def health(request: Request) -> JSONResponse:
             "store": type(state.store).__name__,
             "store_state": store,
             "pid": os.getpid(),  # which worker answered (wanmock serve --workers N)
+            **state.about,
         },
         status_code=200 if store["state"] == "ok" else 503,
     )
@@ -153,10 +155,9 @@ async def transition(request: Request) -> JSONResponse:
         else:
             task.expire(now)
 
+    provider, task_id = request.path_params["provider"], request.path_params["task_id"]
     try:
-        task = await state.io.run(
-            state.store.transition, request.path_params["provider"], request.path_params["task_id"], apply
-        )
+        task = await state.io.run(state.store.transition, provider, task_id, apply)
     except TransitionError as exc:
         return _error(409, str(exc))
     except StoreUnavailable as exc:

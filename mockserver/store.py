@@ -24,6 +24,7 @@ from wanmock.mockserver.tasks import Task, VideoParams
 
 DEFAULT_JOURNAL_LIMIT = 10_000
 DEFAULT_EVICT_GRACE = 3600.0  # seconds an expired task stays visible to the control plane
+DEFAULT_TASK_LIMIT = 100_000  # tasks the memory store keeps (the oldest is dropped beyond)
 DEFAULT_TIMEOUT = 2.0  # seconds a shared store's operation may take (socket or lock wait)
 STORE_FORMS = "memory, sqlite:///PATH (four slashes for an absolute path), redis://HOST:PORT/DB"
 
@@ -160,7 +161,7 @@ class MemoryStore:
     def __init__(
         self,
         journal_limit: int = DEFAULT_JOURNAL_LIMIT,
-        task_limit: int = 100_000,
+        task_limit: int = DEFAULT_TASK_LIMIT,
         evict_grace: float = DEFAULT_EVICT_GRACE,
     ) -> None:
         if journal_limit < 1 or task_limit < 1 or evict_grace < 0:
@@ -377,7 +378,7 @@ def store_from_url(url: str) -> TaskStore:
 
     Every form takes ``journal_limit=N`` (default 10000 entries) and ``evict_grace=SECONDS``
     (default 3600) as query parameters, e.g. ``sqlite:///tasks.db?journal_limit=500``; the shared
-    stores also ``timeout=SECONDS`` (default 2): how long one operation may wait for Redis (socket
+    stores also ``timeout=SECONDS`` (default 2), the memory store ``task_limit=N`` (default 100000): how long one operation may wait for Redis (socket
     and connect timeouts) or for SQLite's write lock (busy timeout) before the request is answered
     with the provider's 503.
     """
@@ -402,9 +403,16 @@ def store_from_url(url: str) -> TaskStore:
         if not 0 < timeout <= 600:
             raise StoreError(f"store URL {url!r}: timeout must be a number of seconds, above 0 and at most 600")
     if scheme == "memory":
-        if parts.netloc or parts.path or options:
-            raise StoreError(f"the memory store takes no path or options but journal_limit and evict_grace: {url!r}")
-        return MemoryStore(journal_limit=journal_limit, evict_grace=evict_grace)
+        try:
+            task_limit = int(options.pop("task_limit", DEFAULT_TASK_LIMIT))
+        except ValueError:
+            task_limit = 0
+        if parts.netloc or parts.path or options or task_limit < 1:
+            raise StoreError(
+                f"the memory store takes no path, and no options but journal_limit, evict_grace and "
+                f"task_limit (a positive integer): {url!r}"
+            )
+        return MemoryStore(journal_limit=journal_limit, task_limit=task_limit, evict_grace=evict_grace)
     if scheme == "sqlite":
         from wanmock.mockserver.sqlite_store import SQLiteStore
 

@@ -109,7 +109,8 @@ class StoreIO:
     async def check(self) -> dict[str, Any]:
         """The store's state for /__admin/health: ping it (within the deadline)."""
         if not self.store.shared:
-            return {"state": "ok", "error": None, "since": None}
+            count = getattr(self.store, "count", None)
+            return {"state": "ok", "error": None, "since": None, **({"tasks": count()} if count else {})}
         try:
             await self._attempt(self.store.ping, probe=True)
         except StoreUnavailable as exc:

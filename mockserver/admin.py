@@ -249,8 +249,8 @@ async def unknown(request: Request) -> JSONResponse:
     allowed = sorted(
         {
             method
-            for route in ROUTES
-            if route.methods and route.matches(request.scope)[0] is not Match.NONE
+            for route in request.app.router.routes  # the control plane's and the dashboard's
+            if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE
             for method in route.methods
         }
     )
@@ -270,4 +270,6 @@ class _Fallback:
 
 
 def admin_routes() -> list[BaseRoute]:
-    return [*ROUTES, Route("/__admin", _Fallback()), Route("/__admin/{rest:path}", _Fallback())]
+    from wanmock.mockserver.dashboard import dashboard_routes  # the page at /__admin/ui and its reads
+
+    return [*ROUTES, *dashboard_routes(), Route("/__admin", _Fallback()), Route("/__admin/{rest:path}", _Fallback())]

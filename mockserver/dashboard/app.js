@@ -233,7 +233,9 @@ function stateBadge(t) {
 }
 
 function wordCell(t) {
-  return t.status_word ? `<span class="word">${esc(t.status_word)}</span>` : `<span class="muted">(unknown id)</span>`;
+  return t.status_word
+    ? `<span class="word">${esc(t.status_word)}</span>`
+    : `<span class="muted" title="the provider has no status word for ${esc(t.state)}">(no word)</span>`;
 }
 
 // -- views -------------------------------------------------------------------------------------

@@ -89,7 +89,6 @@ def test_changes_moves_when_what_the_page_shows_moves(mock: Mock) -> None:
 
 
 def test_catalog_names_what_the_forms_offer(mock: Mock) -> None:
-    from wanmock.mockserver.admin import ACTIONS
     from wanmock.mockserver.drift import KINDS
     from wanmock.mockserver.faults import ACTIONS as FAULT_ACTIONS
 
@@ -100,7 +99,6 @@ def test_catalog_names_what_the_forms_offer(mock: Mock) -> None:
     assert names["providers"]["dashscope"]["models"]["t2v"] == list(dashscope.models["t2v"].ids)
     assert names["fault_actions"] == list(FAULT_ACTIONS)
     assert names["drift_kinds"] == list(KINDS)
-    assert names["task_actions"] == list(ACTIONS)
 
 
 def test_result_link_exists_once_the_task_succeeded(mock: Mock) -> None:

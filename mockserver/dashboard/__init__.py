@@ -8,7 +8,7 @@ endpoints the page needs that the control plane did not have.
   digests what the page shows (tasks and their states at "now", fault and drift rules, and with
   ``journal=1`` the journal's length and newest entry); the page refetches only when it moves.
 * ``GET /__admin/catalog``: the names the page's forms offer (providers, models, fault actions
-  and endpoints, drift kinds, task actions), read from the code that enforces them.
+  and endpoints, drift kinds), read from the code that enforces them.
 * ``GET /__admin/tasks/{provider}/{task_id}/result``: the signed result URL of a succeeded task,
   as a poll would hand it out (so the page can play it in a ``<video>``).
 
@@ -26,12 +26,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
-from wanmock.mockserver.admin import ACTIONS as TASK_ACTIONS
-from wanmock.mockserver.app import AppState
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.drift import KINDS as DRIFT_KINDS
 from wanmock.mockserver.faults import ACTIONS as FAULT_ACTIONS
 from wanmock.mockserver.faults import ENDPOINTS as FAULT_ENDPOINTS
+from wanmock.mockserver.state import AppState
 
 UI_PATH = "/__admin/ui"
 ASSETS = {
@@ -123,7 +122,6 @@ async def catalog_view(request: Request) -> JSONResponse:
             "fault_actions": list(FAULT_ACTIONS),
             "fault_endpoints": list(FAULT_ENDPOINTS),
             "drift_kinds": list(DRIFT_KINDS),
-            "task_actions": list(TASK_ACTIONS),
         }
     )
 

@@ -155,7 +155,15 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def server() -> Iterator[Server]:
+    """A fresh `wanmock serve --clock manual --port 0` (set up before the page, so torn down after it)."""
+    started = Server("--timing", "fast", "--clock", "manual", "--seed", "3")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def page(server: Server, browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     errors: list[str] = []
@@ -175,125 +183,119 @@ def api_submit(server: Server, provider: str = "dashscope", **headers: str) -> h
 
 
 @pytest.mark.slow
-def test_watch_a_task_succeed_play_it_fail_the_next_and_filter_the_journal(page: Any, tmp_path: Path) -> None:
-    server = Server("--timing", "fast", "--clock", "manual", "--seed", "3")
+def test_watch_a_task_succeed_play_it_fail_the_next_and_filter_the_journal(
+    server: Server, page: Any, tmp_path: Path
+) -> None:
     shot = Shots(page, artefacts(tmp_path, "dashboard"))
-    try:
-        assert server.process.stdout is not None
-        banner = [server.process.stdout.readline()]
-        while "/__admin/ui" not in banner[-1] and len(banner) < 20:  # the banner ends with the dashboard
-            banner.append(server.process.stdout.readline())
-        assert banner[-1].split() == ["dashboard", f"{server.origin}/__admin/ui/"]
-        page.goto(server.origin + "/__admin/ui")  # redirected to /__admin/ui/
-        page.wait_for_selector("body[data-ready]")
-        expect(page.locator("#tasks tbody")).to_contain_text("No task yet")
-        shot("empty")
+    assert server.process.stdout is not None
+    banner = [server.process.stdout.readline()]
+    while "/__admin/ui" not in banner[-1] and len(banner) < 20:  # the banner ends with the dashboard
+        banner.append(server.process.stdout.readline())
+    assert banner[-1].split() == ["dashboard", f"{server.origin}/__admin/ui/"]
+    page.goto(server.origin + "/__admin/ui")  # redirected to /__admin/ui/
+    page.wait_for_selector("body[data-ready]")
+    expect(page.locator("#tasks tbody")).to_contain_text("No task yet")
+    shot("empty")
 
-        # A task created over the provider API appears by itself (live), queued.
-        created = api_submit(server, "dashscope", **{"X-Wanmock-Test": "checkout-flow"})
-        assert created.status_code == 200, created.text
-        task_id = str(resolve_pointer(created.json(), catalog().provider("dashscope").task_fields["id_in_submit"]))
-        row = page.locator(f'tr[data-task="dashscope/{task_id}"]')
-        expect(row).to_have_attribute("data-state", "queued", timeout=15_000)
-        expect(row).to_contain_text("PENDING")  # the provider's own word beside the canonical state
-        expect(row).to_contain_text("checkout-flow")
-        expect(row.locator(".tl .now")).to_have_count(1)
-        shot("task-appears")
+    # A task created over the provider API appears by itself (live), queued.
+    created = api_submit(server, "dashscope", **{"X-Wanmock-Test": "checkout-flow"})
+    assert created.status_code == 200, created.text
+    task_id = str(resolve_pointer(created.json(), catalog().provider("dashscope").task_fields["id_in_submit"]))
+    row = page.locator(f'tr[data-task="dashscope/{task_id}"]')
+    expect(row).to_have_attribute("data-state", "queued", timeout=15_000)
+    expect(row).to_contain_text("PENDING")  # the provider's own word beside the canonical state
+    expect(row).to_contain_text("checkout-flow")
+    expect(row.locator(".tl .now")).to_have_count(1)
+    shot("task-appears")
 
-        # Its page: the submit from the journal, the timeline; the clock moves to each transition.
-        row.locator("a").click()
-        expect(page.locator("#task-actions")).to_be_visible()
-        expect(page.locator(".exchange").first).to_contain_text("submit")
-        expect(page.locator('[data-instant="started"]')).to_have_class("next")
-        shot("task-page-queued")
-        page.click("#task-next")
-        expect(page.locator("h1 .state")).to_have_text("running", timeout=15_000)
-        page.click("#task-next")
-        expect(page.locator("h1 .state")).to_have_text("succeeded", timeout=15_000)
-        assert server.client.get("/__admin/clock").json()["now"] > 1_790_000_000
+    # Its page: the submit from the journal, the timeline; the clock moves to each transition.
+    row.locator("a").click()
+    expect(page.locator("#task-actions")).to_be_visible()
+    expect(page.locator(".exchange").first).to_contain_text("submit")
+    expect(page.locator('[data-instant="started"]')).to_have_class("next")
+    shot("task-page-queued")
+    page.click("#task-next")
+    expect(page.locator("h1 .state")).to_have_text("running", timeout=15_000)
+    page.click("#task-next")
+    expect(page.locator("h1 .state")).to_have_text("succeeded", timeout=15_000)
+    assert server.client.get("/__admin/clock").json()["now"] > 1_790_000_000
 
-        # The result plays in a <video> (Debian's chromium decodes the mock's H.264/AAC MP4).
-        video = page.locator("#result-video")
-        expect(video).to_be_visible(timeout=15_000)
-        wait_until(page, "document.querySelector('#result-video').readyState >= 2")
-        played = page.evaluate("document.querySelector('#result-video').play().then(() => 'playing', e => String(e))")
-        assert played == "playing"
-        wait_until(page, "document.querySelector('#result-video').currentTime > 0.2")
-        shot("task-succeeded-video")
+    # The result plays in a <video> (Debian's chromium decodes the mock's H.264/AAC MP4).
+    video = page.locator("#result-video")
+    expect(video).to_be_visible(timeout=15_000)
+    wait_until(page, "document.querySelector('#result-video').readyState >= 2")
+    played = page.evaluate("document.querySelector('#result-video').play().then(() => 'playing', e => String(e))")
+    assert played == "playing"
+    wait_until(page, "document.querySelector('#result-video').currentTime > 0.2")
+    shot("task-succeeded-video")
 
-        # A poll made by the application shows up as an exchange on the task's page.
-        poll = catalog().provider("dashscope").endpoints["poll"].paths[0].replace("{task_id}", task_id)
-        assert server.client.get("/dashscope" + poll, headers=submit_headers("dashscope")).status_code == 200
-        expect(page.locator(".exchange")).to_have_count(2, timeout=15_000)
-        expect(page.locator(".exchange").nth(1)).to_contain_text("SUCCEEDED")
+    # A poll made by the application shows up as an exchange on the task's page.
+    poll = catalog().provider("dashscope").endpoints["poll"].paths[0].replace("{task_id}", task_id)
+    assert server.client.get("/dashscope" + poll, headers=submit_headers("dashscope")).status_code == 200
+    expect(page.locator(".exchange")).to_have_count(2, timeout=15_000)
+    expect(page.locator(".exchange").nth(1)).to_contain_text("SUCCEEDED")
 
-        # A fault rule added through its form makes the next submit fail.
-        page.click('[data-nav="rules"]')
-        form = page.locator('[data-fault-form="error"]')
-        form.locator('[name="status"]').fill("503")
-        form.locator('[name="provider"]').select_option("dashscope")
-        form.locator('[name="endpoint"]').select_option("submit")
-        form.locator('[name="count"]').fill("1")
-        form.locator("button[type=submit]").click()
-        expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(1, timeout=15_000)
-        expect(page.locator("#faults")).to_contain_text("503")
-        shot("fault-rule-added")
-        refused = api_submit(server, "dashscope")
-        assert refused.status_code == 503
-        expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(0, timeout=15_000)  # spent
-        assert api_submit(server, "dashscope").status_code == 200  # count 1: the next one passes
+    # A fault rule added through its form makes the next submit fail.
+    page.click('[data-nav="rules"]')
+    form = page.locator('[data-fault-form="error"]')
+    form.locator('[name="status"]').fill("503")
+    form.locator('[name="provider"]').select_option("dashscope")
+    form.locator('[name="endpoint"]').select_option("submit")
+    form.locator('[name="count"]').fill("1")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(1, timeout=15_000)
+    expect(page.locator("#faults")).to_contain_text("503")
+    shot("fault-rule-added")
+    refused = api_submit(server, "dashscope")
+    assert refused.status_code == 503
+    expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(0, timeout=15_000)  # spent
+    assert api_submit(server, "dashscope").status_code == 200  # count 1: the next one passes
 
-        # The journal: newest first, then filtered down to the refused submit.
-        page.click('[data-nav="journal"]')
-        expect(page.locator("#journal .exchange")).to_have_count(4, timeout=15_000)
-        assert page.locator("#journal .exchange").first.get_attribute("data-seq") is not None
-        seqs = [int(s) for s in page.locator("#journal .exchange").evaluate_all("els => els.map(e => e.dataset.seq)")]
-        assert seqs == sorted(seqs, reverse=True)
-        shot("journal")
-        page.locator('#journal-filter [name="status"]').fill("503")
-        page.locator('#journal-filter [name="provider"]').select_option("dashscope")
-        page.locator("#journal-filter button[type=submit]").click()
-        expect(page.locator("#journal .exchange")).to_have_count(1, timeout=15_000)
-        entry = page.locator("#journal .exchange").first
-        expect(entry).to_contain_text("503")
-        entry.locator("summary").click()
-        expect(entry.locator("pre").first).to_be_visible()
-        assert "status=503" in page.url
-        shot("journal-filtered")
-    finally:
-        server.stop()
+    # The journal: newest first, then filtered down to the refused submit.
+    page.click('[data-nav="journal"]')
+    expect(page.locator("#journal .exchange")).to_have_count(4, timeout=15_000)
+    assert page.locator("#journal .exchange").first.get_attribute("data-seq") is not None
+    seqs = [int(s) for s in page.locator("#journal .exchange").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert seqs == sorted(seqs, reverse=True)
+    shot("journal")
+    page.locator('#journal-filter [name="status"]').fill("503")
+    page.locator('#journal-filter [name="provider"]').select_option("dashscope")
+    page.locator("#journal-filter button[type=submit]").click()
+    expect(page.locator("#journal .exchange")).to_have_count(1, timeout=15_000)
+    entry = page.locator("#journal .exchange").first
+    expect(entry).to_contain_text("503")
+    entry.locator("summary").click()
+    expect(entry.locator("pre").first).to_be_visible()
+    assert "status=503" in page.url
+    shot("journal-filtered")
 
 
 @pytest.mark.slow
-def test_the_task_list_stays_usable_with_a_thousand_tasks(page: Any, tmp_path: Path) -> None:
-    server = Server("--timing", "fast", "--clock", "manual", "--seed", "4")
-    try:
-        providers = sorted(catalog().providers)
-        for i in range(1000):
-            assert api_submit(server, providers[i % len(providers)]).status_code == 200
-        started = time.perf_counter()
-        page.goto(server.origin + "/__admin/ui")
-        wait_until(page, "document.querySelectorAll('#tasks tbody tr[data-task]').length === 1000", timeout=60)
-        seconds = time.perf_counter() - started
-        print(f"\ndashboard: 1000 tasks listed {seconds * 1000:.0f} ms after navigation")
-        assert seconds < 30  # usable: a generous bound, the figure is measured in benchmarks/dashboard.py
+def test_the_task_list_stays_usable_with_a_thousand_tasks(server: Server, page: Any, tmp_path: Path) -> None:
+    providers = sorted(catalog().providers)
+    for i in range(1000):
+        assert api_submit(server, providers[i % len(providers)]).status_code == 200
+    started = time.perf_counter()
+    page.goto(server.origin + "/__admin/ui")
+    wait_until(page, "document.querySelectorAll('#tasks tbody tr[data-task]').length === 1000", timeout=60)
+    seconds = time.perf_counter() - started
+    print(f"\ndashboard: 1000 tasks listed {seconds * 1000:.0f} ms after navigation")
+    assert seconds < 30  # usable: a generous bound, the figure is measured in benchmarks/dashboard.py
 
-        # The list follows the server live: a mix of states on top of the thousand.
-        def admin(path: str, body: dict[str, Any]) -> None:
-            assert server.client.post(path, json=body).status_code == 200
+    # The list follows the server live: a mix of states on top of the thousand.
+    def admin(path: str, body: dict[str, Any]) -> None:
+        assert server.client.post(path, json=body).status_code == 200
 
-        def newest(provider: str, test: str) -> str:
-            response = api_submit(server, provider, **{"X-Wanmock-Test": test})
-            return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["id_in_submit"]))
+    def newest(provider: str, test: str) -> str:
+        response = api_submit(server, provider, **{"X-Wanmock-Test": test})
+        return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["id_in_submit"]))
 
-        admin("/__admin/clock/advance", {"seconds": 5})
-        running = [newest("dashscope", "nightly"), newest("modellix", "nightly")]
-        admin("/__admin/clock/advance", {"seconds": 2})
-        queued = [newest("aimlapi", "smoke"), newest("apiyi", "smoke"), newest("dashscope", "smoke")]
-        admin(f"/__admin/tasks/dashscope/{running[0]}/fail", {"code": "DataInspectionFailed"})
-        admin(f"/__admin/tasks/apiyi/{queued[1]}/cancel", {})
-        states = "[...document.querySelectorAll('#tasks tbody tr[data-task]')].slice(0, 6).map(r => r.dataset.state)"
-        wait_until(page, f"{states}.join() === 'queued,canceled,queued,running,failed,succeeded'")
-        Shots(page, artefacts(tmp_path, "dashboard-1000"))("thousand-tasks", full_page=False)
-    finally:
-        server.stop()
+    admin("/__admin/clock/advance", {"seconds": 5})
+    running = [newest("dashscope", "nightly"), newest("modellix", "nightly")]
+    admin("/__admin/clock/advance", {"seconds": 2})
+    queued = [newest("aimlapi", "smoke"), newest("apiyi", "smoke"), newest("dashscope", "smoke")]
+    admin(f"/__admin/tasks/dashscope/{running[0]}/fail", {"code": "DataInspectionFailed"})
+    admin(f"/__admin/tasks/apiyi/{queued[1]}/cancel", {})
+    states = "[...document.querySelectorAll('#tasks tbody tr[data-task]')].slice(0, 6).map(r => r.dataset.state)"
+    wait_until(page, f"{states}.join() === 'queued,canceled,queued,running,failed,succeeded'")
+    Shots(page, artefacts(tmp_path, "dashboard-1000"))("thousand-tasks", full_page=False)

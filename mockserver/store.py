@@ -377,10 +377,10 @@ def store_from_url(url: str) -> TaskStore:
       (default ``wanmock:``), so several servers can share one Redis without meeting.
 
     Every form takes ``journal_limit=N`` (default 10000 entries) and ``evict_grace=SECONDS``
-    (default 3600) as query parameters, e.g. ``sqlite:///tasks.db?journal_limit=500``; the shared
-    stores also ``timeout=SECONDS`` (default 2), the memory store ``task_limit=N`` (default 100000): how long one operation may wait for Redis (socket
-    and connect timeouts) or for SQLite's write lock (busy timeout) before the request is answered
-    with the provider's 503.
+    (default 3600) as query parameters, e.g. ``sqlite:///tasks.db?journal_limit=500``. The shared
+    stores also take ``timeout=SECONDS`` (default 2): how long one operation may wait for Redis
+    (socket and connect timeouts) or for SQLite's write lock (busy timeout) before the request is
+    answered with the provider's 503; the memory store ``task_limit=N`` (default 100000).
     """
     if url == "memory" or url.startswith("memory?"):
         url = "memory://" + url[len("memory") :]

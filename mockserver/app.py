@@ -9,6 +9,7 @@ provider of a path (``dispatch.py``), the result-file host (``files.py``) and th
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import random
 import secrets
@@ -65,11 +66,15 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        gc.collect()
+        gc.freeze()  # start-up objects (schemas, modules) leave the collector's full passes
         yield
+        state.io.close()
         state.media.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(AdminGuard, token=config.admin_token, origins=config.origins, admin_port=config.admin_port)
+    origins = None if config.origins is None else (*config.origins, *([config.public_url] if config.public_url else []))
+    app.add_middleware(AdminGuard, token=config.admin_token, origins=origins, admin_port=config.admin_port)
     # A path no route matches (Starlette's "{path:path}" stops at a newline, e.g. a task id with
     # %0A in it) still reaches the provider, which answers in its own shape, not text/plain.
     app.router.default = dispatcher

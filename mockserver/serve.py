@@ -325,6 +325,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     admin_origin = f"http://127.0.0.1:{args.admin_port_bound}" if config.admin_port is not None else origin
     guarded = " (admin token required)" if config.admin_token else ""
     out.write(f"  control    {admin_origin}/__admin/health{guarded}\n")
+    out.write(f"  dashboard  {admin_origin}/__admin/ui/{' (#token=... in the URL)' if guarded else ''}\n")
     if args.workers > 1:
         out.write(f"  ({args.workers} workers sharing {mask_userinfo(args.store)})\n")
     out.flush()

@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from wanmock.mockserver.clock import StoredManualClock
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.drift import Drift
 from wanmock.mockserver.faults import FaultRuleSet
@@ -20,6 +21,7 @@ from wanmock.mockserver.results import ResultLinks
 from wanmock.mockserver.routing import Router
 from wanmock.mockserver.scrub import Fingerprint
 from wanmock.mockserver.store import TaskStore
+from wanmock.mockserver.storeio import StoreIO, StoreUnavailable
 
 
 @dataclass
@@ -44,6 +46,10 @@ class AppState:
     about: dict[str, Any] = field(default_factory=dict)  # extra health fields (a replay's mode, cassette)
     # salted key fingerprints (the salt derived from the store's secret, so every worker agrees)
     fingerprint: Fingerprint = field(default_factory=Fingerprint)
+    io: StoreIO = field(init=False)  # store calls off the event loop, with a deadline
+
+    def __post_init__(self) -> None:
+        self.io = StoreIO(self.store)
 
     def owner_of(self, token: str) -> str:
         """Who owns the tasks a key creates: its account (a --keys file that groups keys) or the
@@ -53,6 +59,16 @@ class AppState:
 
     def now(self) -> float:
         return self.config.clock.now()
+
+    async def anow(self) -> float:
+        """The clock's now, read off the event loop when it lives in a shared store."""
+        clock = self.config.clock
+        if isinstance(clock, StoredManualClock):
+            try:
+                return await self.io.run(clock.now)
+            except StoreUnavailable:  # the next store call fails too, and answers the 503
+                return clock.last_known()
+        return clock.now()
 
     def request_id(self) -> str:
         return Profile.new_task_id(self.served[next(iter(self.served))].profile, self.rng)

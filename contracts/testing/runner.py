@@ -251,9 +251,11 @@ def url_target(provider: str, url: str, admin_token: str | None = None) -> Itera
             "contract run can drive task lifecycles through its control plane"
         )
     base = origin if len(served) == 1 else f"{origin}/{provider}"
+    transport = httpx.HTTPTransport()
     try:
-        yield Target(provider, base, httpx.HTTPTransport(), admin)
+        yield Target(provider, base, transport, admin)
     finally:
+        transport.close()
         admin.close()
 
 

@@ -129,6 +129,20 @@ def test_every_worker_on_a_store_shows_the_same(two_apps: tuple[StoreMock, Store
     assert a.get(url).status_code == 200  # signed by one worker, served by the other
 
 
+def test_a_store_outage_is_a_503_in_the_control_planes_shape(mock: Mock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wanmock.mockserver.storeio import StoreUnavailable
+
+    outage = StoreUnavailable("tasks", "no answer within 3 s")
+
+    async def down(*args: Any) -> Any:
+        raise outage
+
+    monkeypatch.setattr(mock.state.io, "run", down)
+    for path in ("/__admin/changes", "/__admin/tasks/dashscope/x/result"):
+        answer = mock.get(path)
+        assert (answer.status_code, answer.json()) == (503, {"error": str(outage)})
+
+
 # -- the page in a real browser ------------------------------------------------------------------
 
 

@@ -281,8 +281,12 @@ def test_each_simulated_drift_upstream_is_reported_with_its_severity(
     assert matching, findings
     assert {f["severity"] for f in matching} == {severity}
     for f in matching:
-        assert f["endpoint"] and f["path"] and f["expected"] and f["seen"]
-        assert f["count"] >= 1 and f["first_seen"] <= f["last_seen"]
+        assert f["endpoint"]
+        assert f["path"]
+        assert f["expected"]
+        assert f["seen"]
+        assert f["count"] >= 1
+        assert f["first_seen"] <= f["last_seen"]
 
 
 def test_findings_are_deduplicated_and_counted(rig: Any) -> None:
@@ -389,3 +393,364 @@ def test_json_paths_resolve() -> None:
     assert value_at(body, '$.a["b c"][1].d') == "x"
     with pytest.raises(KeyError):
         value_at(body, "$.a.zz")
+
+
+# -- the request checks and enforce mode -------------------------------------------------------
+
+
+def invalid_body(provider: str) -> dict[str, Any]:
+    body = example_body(provider, "t2v")
+    target = body.setdefault("parameters", {}) if "input" in body else body
+    target["duration"] = 99
+    return body
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_enforce_answers_a_refused_body_itself_as_the_provider_would(rig: Any, provider: str) -> None:
+    r = rig(provider, mode="enforce")
+    answer = r.submit(invalid_body(provider))
+    assert answer.headers["x-wanmock-proxy"] == "refused by the contract (enforce mode)"
+    assert r.journal() == []  # never reached the provider
+    direct = r.admin.post(answer.request.url.path, json=invalid_body(provider), headers=submit_headers(provider))
+    assert answer.status_code == direct.status_code
+    volatile = {"request_id", "requestId", "timestamp"}
+    assert {k: v for k, v in answer.json().items() if k not in volatile} == {
+        k: v for k, v in direct.json().items() if k not in volatile
+    }  # the same envelope, code and message
+    findings = r.findings()["findings"]
+    assert [(f["severity"], f["direction"], f["kind"]) for f in findings] == [
+        ("breaking", "request", "request refused by the schema")
+    ]
+    assert findings[0]["path"].endswith("duration")
+    assert findings[0]["seen"] == "99"
+
+
+def test_enforce_forwards_what_the_contract_accepts(rig: Any) -> None:
+    r = rig("dashscope", mode="enforce")
+    lifecycle(r)
+    assert r.findings()["findings"] == []
+    assert next(e["endpoint"] for e in r.journal()) == "submit"
+
+
+def test_observe_forwards_a_refused_body_and_reports_the_applications_mistake(rig: Any) -> None:
+    r = rig("dashscope")
+    answer = r.submit(invalid_body("dashscope"), headers={"X-DashScope-Async": "disable"})
+    assert answer.status_code == 400
+    assert "x-wanmock-proxy" not in answer.headers
+    assert [e["endpoint"] for e in r.journal()] == ["submit"]
+    kinds = {(f["kind"], f["path"]) for f in r.findings()["findings"] if f["direction"] == "request"}
+    assert ("missing required header", "X-DashScope-Async") in kinds
+    assert ("request refused by the schema", "$.parameters.duration") in kinds
+
+
+def test_enforce_refuses_a_request_without_a_key_in_the_providers_shape(rig: Any) -> None:
+    r = rig("modellix", mode="enforce")
+    answer = r.http.get("/api/v1/tasks/abc")
+    assert answer.status_code == 401
+    assert answer.json()["code"] == 401
+    assert r.journal() == []
+
+
+def test_a_provider_more_lenient_than_the_contract_is_a_warning() -> None:
+    body = invalid_body("dashscope")
+    upstream_accepts = Proxy("dashscope", "http://x")  # a judge only
+    found = upstream_accepts.checker.match("POST", "/api/v1/services/aigc/video-generation/video-synthesis")
+    assert found is not None
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json", "x-dashscope-async": "enable"}
+    judgement = judge(upstream_accepts.profile, found, headers, json.dumps(body).encode())
+    ex = Exchange("POST", found.endpoint.paths[0], {}, headers, json.dumps(body).encode(), 0.0, 200)
+    ex.response_headers = {"content-type": "application/json"}
+    ex.response_body = json.dumps({"request_id": "r", "output": {"task_id": "t", "task_status": "PENDING"}}).encode()
+    upstream_accepts.checker.check(ex, found, judgement)
+    kinds = {(f.severity, f.kind) for f in upstream_accepts.findings.snapshot()}
+    assert ("warning", "accepted a request the contract refuses") in kinds
+
+
+# -- keys never written ------------------------------------------------------------------------
+
+
+def forms(key: str) -> list[str]:
+    raw = key.encode()
+    return [
+        key,
+        quote(key, safe=""),
+        quote_plus(key),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+    ]
+
+
+@pytest.mark.parametrize("key", [SECRET, "sk/live+SECRET=789"])
+def test_the_key_appears_in_no_finding_report_or_cassette_in_any_encoding(rig: Any, tmp_path: Path, key: str) -> None:
+    from wanmock.contracts.tools.proxy_cli import report_text
+
+    r = rig("dashscope", record=True)
+    for i, value in enumerate(forms(key)):  # the provider echoes the key in new fields
+        rule = {"provider": "dashscope", "kind": "add_field", "pointer": f"/output/echo{i}", "value": value}
+        assert r.admin.post("/__admin/drift", json=rule).status_code == 201
+    lifecycle(r, key=key, prompt=f"a cat {key} {base64.b64encode(key.encode()).decode()}")
+    r.http.get("/api/v1/tasks/none", params={"api_key": key}, headers={"Authorization": f"Bearer {key}"})
+    r.submit(invalid_body("dashscope"), headers={"Authorization": f"Bearer {key}", "X-Api-Key": key})
+    document = r.findings()
+    assert any(f["kind"] == "new field" for f in document["findings"])
+    outputs = {"findings": json.dumps(document)}
+    for fmt in ("text", "json", "junit", "markdown"):
+        outputs[fmt] = report_text(r.proxy, fmt)
+    cassette = r.proxy.cassette()
+    assert cassette is not None
+    assert cassette["tasks"]
+    outputs["cassette"] = write_cassette(tmp_path / "cassette", cassette).read_text(encoding="utf-8")
+    for name, text in outputs.items():
+        for form in forms(key):
+            assert form not in text, (name, form)
+            assert form.rstrip("=") not in text, (name, form)
+
+
+# -- recording ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_recorded_traffic_replays_and_checks_offline(
+    rig: Any, tmp_path: Path, provider: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = rig(provider, record=True)
+    lifecycle(r)
+    cassette = r.proxy.cassette()
+    assert cassette is not None
+    [(task_id, task)] = cassette["tasks"].items()
+    assert task["kind"] == "t2v"
+    polls = [cassette["interactions"][i] for i in task["polls"]]
+    assert len(polls) >= 2
+    assert [p["elapsed"] for p in polls] == sorted(p["elapsed"] for p in polls)
+    assert polls[-1]["elapsed"] > 0
+    directory = tmp_path / "recorded"
+    write_cassette(directory, cassette)
+    assert main(["drift", "--provider", provider, "--cassette", str(directory), "--fail-on", "warning"]) == 0
+    capsys.readouterr()
+    clock = ManualClock()
+    replay = ASGIThreadTransport(create_replay_app(directory, clock))
+    try:
+        wan = WanClient(
+            provider, KEY, base_url="http://replay.test", transport=replay, sleep=clock.advance, clock=clock.now
+        )
+        with wan:
+            done = wan.wait(
+                wan.submit(TextToVideo("a red ball on a table", resolution="720P", duration=5)), timeout=3000
+            )
+    finally:
+        replay.shutdown()
+    assert done.state == "succeeded"
+    assert done.task_id == task_id
+
+
+# -- fault rules on proxied traffic -------------------------------------------------------------
+
+
+def test_an_error_rule_answers_for_the_provider_with_retry_after(rig: Any) -> None:
+    r = rig("dashscope")
+    rule = {"action": "error", "status": 429, "retry_after": 7, "endpoint": "submit", "count": 1}
+    added = r.http.post("/__proxy/faults", json=rule)
+    assert added.status_code == 201, added.text
+    refused = r.submit(example_body("dashscope", "t2v"))
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "7"
+    assert refused.json()["code"] == "Throttling"
+    assert r.journal() == []  # the provider never saw it
+    assert r.submit(example_body("dashscope", "t2v")).status_code == 200  # count spent
+    assert r.http.get("/__proxy/faults").json() == {"rules": []}
+
+
+def test_latency_rules_fire_on_proxied_polls_and_fail_rules_are_refused(rig: Any) -> None:
+    r = rig("dashscope")
+    r.http.post("/__proxy/faults", json={"action": "latency", "latency_seconds": 0.01, "endpoint": "poll"})
+    lifecycle(r)
+    [rule] = r.http.get("/__proxy/faults").json()["rules"]
+    assert rule["hits"] >= 2
+    refused = r.http.post("/__proxy/faults", json={"action": "fail", "endpoint": "submit"})
+    assert refused.status_code == 400
+    other = r.http.post("/__proxy/faults", json={"action": "drop", "provider": "modellix"})
+    assert other.status_code == 400
+    assert r.http.delete("/__proxy/faults").status_code == 200
+
+
+# -- the control plane -------------------------------------------------------------------------
+
+
+def test_the_control_plane_needs_the_token_refuses_web_pages_and_wants_json(tmp_path: Path) -> None:
+    proxy = Proxy("dashscope", "http://127.0.0.1:9", admin_token="s3cret")
+    transport = ASGIThreadTransport(create_proxy_app(proxy))
+    token = {"X-Wanmock-Admin-Token": "s3cret"}
+    try:
+        with httpx.Client(transport=transport, base_url="http://proxy.test") as http:
+            assert http.get("/__proxy/health").status_code == 200
+            assert http.get("/__proxy/findings").status_code == 401
+            assert http.get("/__proxy/findings", headers=token).status_code == 200
+            assert http.get("/__proxy/findings", headers={**token, "Origin": "http://evil.test"}).status_code == 403
+            text = http.post("/__proxy/faults", content=b'{"action": "drop"}', headers=token)
+            assert text.status_code == 415
+            assert http.get("/__proxy/nothing").status_code == 404
+    finally:
+        transport.shutdown()
+
+
+# -- over real sockets -------------------------------------------------------------------------
+
+
+class Threaded:
+    """An ASGI app served by uvicorn on 127.0.0.1, port 0, in a thread (ready when started)."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = listen("127.0.0.1", 0)
+        self.origin = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise AssertionError("the server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Any]:
+    """A DashScope mock (realistic timing, manual clock) and a proxy in front of it, on sockets."""
+    clock = ManualClock()
+    config = ServerConfig(providers=("dashscope",), timing="realistic", seed=4, clock=clock, media_dir=tmp_path)
+    upstream_app = create_app(config)
+    upstream = Threaded(upstream_app)
+    proxy = Proxy("dashscope", upstream.origin, now=clock.now)
+    front = Threaded(create_proxy_app(proxy))
+    yield clock, upstream, proxy, front
+    front.stop()
+    upstream.stop()
+    upstream_app.state.wanmock.media.close()
+
+
+@pytest.mark.slow
+def test_the_official_sdk_through_the_proxy_yields_no_finding(served: Any) -> None:
+    import dashscope
+    from dashscope import VideoSynthesis
+    from wanmock.mockserver.media import probe
+
+    clock, _, _proxy, front = served
+    previous = dashscope.base_http_api_url
+    dashscope.base_http_api_url = f"{front.origin}/api/v1"
+    try:
+        created = VideoSynthesis.async_call(
+            model="wan2.7-i2v",
+            api_key=KEY,
+            media=[{"type": "first_frame", "url": "https://example.com/a.png"}],
+            resolution="720P",
+            duration=3,
+        )
+        assert created.status_code == 200, created
+        clock.advance(400)
+        done = VideoSynthesis.wait(created, api_key=KEY)
+        fetched = VideoSynthesis.fetch(created.output.task_id, api_key=KEY)
+    finally:
+        dashscope.base_http_api_url = previous
+    assert done.output.task_status == fetched.output.task_status == "SUCCEEDED"
+    info = probe(httpx.get(done.output.video_url, timeout=30).content)
+    assert (info["width"], info["height"], info["duration"]) == (1280, 720, 3.0)
+    document = httpx.get(f"{front.origin}/__proxy/findings").json()
+    assert document["findings"] == []
+    assert document["exchanges"] == 3
+
+
+@pytest.mark.slow
+def test_a_drop_rule_breaks_the_connection(served: Any) -> None:
+    _, upstream, _, front = served
+    httpx.post(f"{front.origin}/__proxy/faults", json={"action": "drop", "endpoint": "poll", "count": 1})
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{front.origin}/api/v1/tasks/abc", headers={"Authorization": f"Bearer {KEY}"})
+    after = httpx.get(f"{front.origin}/api/v1/tasks/abc", headers={"Authorization": f"Bearer {KEY}"})
+    assert after.json()["output"]["task_status"] == "UNKNOWN"
+    assert len(httpx.get(f"{upstream.origin}/__admin/journal").json()["entries"]) == 1
+
+
+class ProxyCommand:
+    """`wanmock proxy --port 0` in a subprocess, ready when its health endpoint answers."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wanmock.mockserver", "proxy", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        banner = self.process.stdout.readline()
+        self.origin = banner.split(" on ", 1)[-1].split(" -> ")[0].strip()
+        assert self.origin.startswith("http://127.0.0.1:"), banner + self.stop(signal.SIGKILL)[2]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.origin}/__proxy/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"the proxy did not become ready: {self.stop(signal.SIGKILL)[2]}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            out, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+        return self.process.returncode, out, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_command_reports_on_a_signal_and_exits_by_fail_on(served: Any, tmp_path: Path, sig: int) -> None:
+    _, upstream, _, _ = served
+    report = tmp_path / "report.json"
+    command = ProxyCommand(
+        "--provider",
+        "dashscope",
+        "--upstream",
+        upstream.origin,
+        "--report",
+        str(report),
+        "--format",
+        "json",
+        "--record",
+        str(tmp_path / "cassette"),
+    )
+    answer = httpx.post(
+        f"{command.origin}/api/v1/services/aigc/video-generation/video-synthesis",
+        json=invalid_body("dashscope"),
+        headers={**submit_headers("dashscope"), "Authorization": f"Bearer {SECRET}"},
+    )
+    assert answer.status_code == 400
+    code, out, err = command.stop(sig)
+    assert code == 1, err
+    assert "Traceback" not in err
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert document["exchanges"] == 1
+    assert document["findings"][0]["kind"] == "request refused by the schema"
+    assert (tmp_path / "cassette" / "cassette.json").is_file()
+    for text in (out, err, report.read_text(encoding="utf-8"), (tmp_path / "cassette" / "cassette.json").read_text()):
+        assert SECRET not in text
+
+
+@pytest.mark.slow
+def test_the_command_exits_0_without_findings_and_2_on_usage_errors(served: Any, tmp_path: Path) -> None:
+    _, upstream, _, _ = served
+    command = ProxyCommand("--provider", "dashscope", "--upstream", upstream.origin, "--fail-on", "warning")
+    code, out, err = command.stop()
+    assert (code, "Traceback" in err) == (0, False)
+    assert "no proxy finding" in out
+    assert main(["proxy", "--provider", "dashscope", "--upstream", "ftp://nowhere"]) == 2
+    (tmp_path / "cassette.json").write_text("{}")
+    assert main(["proxy", "--provider", "dashscope", "--record", str(tmp_path)]) == 2

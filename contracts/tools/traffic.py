@@ -361,8 +361,8 @@ def judge(profile: Profile, found: Match, headers: Mapping[str, str], raw: bytes
         return judgement
     try:
         body = parse_json(raw)
-    except ApiError as error:
-        judgement.refuse(error, "invalid JSON", "$", "a JSON object", error.detail)
+    except ApiError as refused:
+        judgement.refuse(refused, "invalid JSON", "$", "a JSON object", refused.detail)
         return judgement
     judgement.body = body
     if not isinstance(body, dict):
@@ -371,9 +371,9 @@ def judge(profile: Profile, found: Match, headers: Mapping[str, str], raw: bytes
         return judgement
     try:
         model = profile.model_for(found.params, body)
-    except ApiError as error:
+    except ApiError as unknown:
         given = model_id if provider.model_in_path else body.get("model")
-        judgement.refuse(error, "unknown model", "model", "a model the provider offers", shown(given))
+        judgement.refuse(unknown, "unknown model", "model", "a model the provider offers", shown(given))
         return judgement
     judgement.kind, judgement.model_id = model.kind, str(model_id or body.get("model") or model.id)
     issues = catalog().validate(provider.name, "submit", body, kind=model.kind)

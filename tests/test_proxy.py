@@ -686,7 +686,7 @@ class ProxyCommand:
         )
         assert self.process.stdout is not None
         banner = self.process.stdout.readline()
-        self.origin = banner.split(" on ", 1)[-1].split(" -> ")[0].strip()
+        self.origin = banner.rsplit(" on ", 1)[-1].strip()
         assert self.origin.startswith("http://127.0.0.1:"), banner + self.stop(signal.SIGKILL)[2]
         deadline = time.monotonic() + 30
         while True:

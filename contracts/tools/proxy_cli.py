@@ -135,7 +135,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     host, port = sock.getsockname()[:2]
     origin = f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
-    out.write(f"wanmock proxy ({args.mode}) for {args.provider} on {origin} -> {proxy.shown_upstream}\n")
+    out.write(f"wanmock proxy ({args.mode}) for {args.provider} -> {proxy.shown_upstream} on {origin}\n")
     out.write(f"  findings   {origin}/__proxy/findings\n")
     out.write(f"  control    {origin}/__proxy/health\n")
     if args.record is not None:

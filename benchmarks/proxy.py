@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
-from harness import (  # noqa: E402
+import httpx
+from harness import (
     BenchmarkError,
     Pools,
     ProviderCalls,
@@ -120,24 +120,26 @@ def run(args: argparse.Namespace) -> int:
     latencies: dict[str, dict[str, list[float]]] = {"direct": defaultdict(list), "proxy": defaultdict(list)}
     rates: dict[str, list[float]] = {"direct": [], "proxy": []}
     failures = {"direct": 0, "proxy": 0}
-    with WanmockServer("--provider", args.provider, "--timing", "fast") as upstream:
-        with ProxyServer(args.provider, upstream.origin, args.mode) as proxy:
-            origins = {"direct": upstream.origin, "proxy": proxy.origin}
-            cpu_before, proxied = proxy.cpu(), 0
-            for round_no in range(args.rounds):
-                order = ("direct", "proxy") if round_no % 2 == 0 else ("proxy", "direct")
-                for path in order:
-                    times, failed = sequential(origins[path], calls, args.requests)
-                    for kind, values in times.items():
-                        latencies[path][kind] += values
-                    done, failed_too = asyncio.run(concurrent(origins[path], calls, args.concurrency, args.seconds))
-                    rates[path].append(done / args.seconds)
-                    failures[path] += failed + failed_too
-                    if path == "proxy":
-                        proxied += sum(len(v) for v in times.values()) + done
-                    print(f"round {round_no + 1} {path:<6} {done / args.seconds:8.0f} req/s", file=sys.stderr)
-            cpu = proxy.cpu() - cpu_before
-            findings = httpx.get(f"{proxy.origin}/__proxy/findings", timeout=30).json()
+    with (
+        WanmockServer("--provider", args.provider, "--timing", "fast") as upstream,
+        ProxyServer(args.provider, upstream.origin, args.mode) as proxy,
+    ):
+        origins = {"direct": upstream.origin, "proxy": proxy.origin}
+        cpu_before, proxied = proxy.cpu(), 0
+        for round_no in range(args.rounds):
+            order = ("direct", "proxy") if round_no % 2 == 0 else ("proxy", "direct")
+            for path in order:
+                times, failed = sequential(origins[path], calls, args.requests)
+                for kind, values in times.items():
+                    latencies[path][kind] += values
+                done, failed_too = asyncio.run(concurrent(origins[path], calls, args.concurrency, args.seconds))
+                rates[path].append(done / args.seconds)
+                failures[path] += failed + failed_too
+                if path == "proxy":
+                    proxied += sum(len(v) for v in times.values()) + done
+                print(f"round {round_no + 1} {path:<6} {done / args.seconds:8.0f} req/s", file=sys.stderr)
+        cpu = proxy.cpu() - cpu_before
+        findings = httpx.get(f"{proxy.origin}/__proxy/findings", timeout=30).json()
     rows: list[tuple[str, ...]] = [
         ("path", "p50 all", "p99 all", "p50 submit", "p50 poll", f"req/s (c={args.concurrency})", "non-2xx")
     ]

@@ -25,9 +25,9 @@ from starlette.responses import Response
 from wanmock.contracts.client import TextToVideo, WanClient
 from wanmock.contracts.client.transport import ASGIThreadTransport
 from wanmock.contracts.tools.proxy import Proxy, create_proxy_app, passed_headers
-from wanmock.contracts.tools.recording import write_cassette
 from wanmock.contracts.tools.traffic import Exchange, Findings, TrafficChecker, judge, value_at
 from wanmock.mockserver.app import create_app
+from wanmock.mockserver.cassette import write_cassette
 from wanmock.mockserver.cli import main
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.config import ServerConfig

@@ -49,10 +49,10 @@ from wanmock.contracts.tools.traffic import (
     json_or_text,
     judge,
 )
-from wanmock.mockserver.app import DroppedResponse
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.mockserver.faults import FaultRule, FaultRules, RuleError
+from wanmock.mockserver.http import DroppedResponse
 from wanmock.mockserver.profiles import Context, profile_for
 from wanmock.mockserver.routing import Match
 

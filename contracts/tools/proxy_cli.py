@@ -105,8 +105,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
     from wanmock.contracts.tools.drift import exit_code
     from wanmock.contracts.tools.proxy import Proxy, create_proxy_app
-    from wanmock.contracts.tools.recording import write_cassette
-    from wanmock.mockserver.replay import CASSETTE_FILE
+    from wanmock.mockserver.cassette import CASSETTE_FILE, write_cassette
     from wanmock.mockserver.serve import listen
 
     upstream = args.upstream or catalog().provider(args.provider).base_url

@@ -36,9 +36,9 @@ from urllib.parse import quote, quote_plus
 
 from wanmock.contracts.tools.drift import RANK, Finding, Observation, compare, documented_window
 from wanmock.contracts.tools.recording import scrub
-from wanmock.mockserver.app import parse_json
 from wanmock.mockserver.errors import ApiError
-from wanmock.mockserver.profiles import Profile, describe
+from wanmock.mockserver.http import parse_json
+from wanmock.mockserver.profiles import Profile
 from wanmock.mockserver.routing import Match, Router
 from wanmock.schemas import Provider, catalog, resolve_pointer
 
@@ -376,13 +376,15 @@ def judge(profile: Profile, found: Match, headers: Mapping[str, str], raw: bytes
         judgement.refuse(unknown, "unknown model", "model", "a model the provider offers", shown(given))
         return judgement
     judgement.kind, judgement.model_id = model.kind, str(model_id or body.get("model") or model.id)
-    issues = catalog().validate(provider.name, "submit", body, kind=model.kind)
-    for issue in issues:
-        if judgement.refusal is None:
-            judgement.refusal = ApiError("invalid_request", describe(issues), issues=issues)
-        judgement.problems.append(
-            ("breaking", "request refused by the schema", issue.path, issue.message, seen_at(body, issue.path))
-        )
+    try:
+        profile.validate(model, body)  # the mock's own judgement: what it refuses, the provider refuses
+    except ApiError as refused:
+        judgement.refusal = judgement.refusal or refused
+        for issue in refused.issues:
+            seen = seen_at(body, issue.path)
+            judgement.problems.append(("breaking", "request refused by the schema", issue.path, issue.message, seen))
+        if not refused.issues:
+            judgement.problems.append(("breaking", "request refused", "$", refused.detail, ""))
     return judgement
 
 

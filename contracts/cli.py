@@ -175,7 +175,7 @@ def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         finally:
             prober.close()
     findings = [finding for observation in observations for finding in compare(observation)]
-    report = render(findings, args.format, provider, [key])
+    report = render(findings, args.format, provider, secrets=[key])
     if args.output:
         args.output.write_text(report, encoding="utf-8")
     else:

@@ -20,12 +20,13 @@ Each kind of closing is logged at most once per LOG_EVERY seconds, with a count.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import resource
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -70,11 +71,17 @@ def limits_of(config: Any) -> NetLimits:
     return found if isinstance(found, NetLimits) else NetLimits()
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the header and body timeouts and the connection cap."""
+class _Guarded:
+    """The header and body timeouts and the connection cap, mixed into uvicorn's protocols
+    (which provide loop, connections, transport, cycle and the asyncio.Protocol methods)."""
+
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    transport: asyncio.Transport
+    cycle: Any
 
     def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
         self.limits = limits_of(config)
         if self.loop not in QUIETED:
             QUIETED.add(self.loop)
@@ -83,8 +90,9 @@ class GuardedH11Protocol(H11Protocol):
         self._phase = "headers"
         self._since = self._last = 0.0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)  # type: ignore[misc]
         if len(self.connections) > self.limits.max_connections:
             NOTES.note("busy", f"more than {self.limits.max_connections} connections: new ones answered 503")
             transport.write(BUSY_503)
@@ -95,13 +103,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last = self.loop.time()
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _current_phase(self) -> str:
         cycle = self.cycle
@@ -130,7 +138,21 @@ class GuardedH11Protocol(H11Protocol):
         self._timer = self.loop.call_later(TICK_SECONDS, self._tick)
 
 
-PROTOCOL = "wanmock.mockserver.netguard:GuardedH11Protocol"
+class GuardedH11Protocol(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol, guarded."""
+
+
+PROTOCOLS = {"h11": "wanmock.mockserver.netguard:GuardedH11Protocol"}
+if importlib.util.find_spec("httptools") is not None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
+        """uvicorn's httptools protocol, guarded."""
+
+    PROTOCOLS["httptools"] = "wanmock.mockserver.netguard:GuardedHttpToolsProtocol"
+
+
+PROTOCOL = PROTOCOLS["h11"]
 
 
 def descriptor_budget(wanted: int) -> int:

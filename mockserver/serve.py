@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import inspect
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from wanmock.mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
 from wanmock.mockserver.config import TIMINGS, ServerConfig, all_providers
 from wanmock.mockserver.guard import ADMIN_TOKEN_VARIABLE, admin_token, is_loopback, served_origins
-from wanmock.mockserver.netguard import PROTOCOL, NetLimits, descriptor_budget
+from wanmock.mockserver.netguard import PROTOCOL, PROTOCOLS, NetLimits, descriptor_budget
 from wanmock.mockserver.scrub import install_access_log_filter, mask_userinfo, url_password, with_password
 
 if TYPE_CHECKING:
@@ -71,6 +73,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes)
     parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request (off by default: it costs time; with --workers also pass --log-level info)",
+    )
     security = parser.add_argument_group("security and limits (docs/SECURITY.md)")
     security.add_argument(
         "--admin-token",
@@ -147,13 +154,15 @@ def uvicorn_config(app: Any, args: argparse.Namespace, **extra: Any) -> Any:
     import uvicorn
 
     limits = net_limits(args)
+    stack = http_stack(args)
+    stack["http"] = PROTOCOLS.get(stack.get("http", "h11"), PROTOCOL)  # the same parser, guarded
     config = uvicorn.Config(
         app,
         log_level=args.log_level,
         lifespan="on",
-        http=PROTOCOL,
         limit_concurrency=limits.max_connections,
         backlog=min(2048, limits.max_connections),
+        **stack,
         **extra,
     )
     config.wanmock_limits = limits  # type: ignore[attr-defined]  # read by GuardedH11Protocol
@@ -255,6 +264,23 @@ def exposure_problem(args: argparse.Namespace) -> str | None:
     )
 
 
+def http_stack(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn's options for the HTTP stack: uvloop and the httptools parser where installed
+    (the default dependencies), asyncio and h11 otherwise; the access log only when asked."""
+    stack: dict[str, Any] = {"access_log": bool(getattr(args, "access_log", False))}
+    if importlib.util.find_spec("uvloop") is not None:
+        stack["loop"] = "uvloop"
+    if importlib.util.find_spec("httptools") is not None:
+        stack["http"] = "httptools"
+    return stack
+
+
+def show_access_log(args: argparse.Namespace) -> None:
+    """With --access-log, the access lines show whatever --log-level is (uvicorn logs them at info)."""
+    if getattr(args, "access_log", False):
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
     from wanmock.mockserver.app import base_urls
@@ -315,7 +341,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store.close()  # a replay keeps no tasks in it
         out.write(replay.state.replay.banner(origin))
         out.flush()
-        uvicorn.Server(uvicorn_config(replay, args)).run(sockets=sockets)
+        replaying = uvicorn_config(replay, args)
+        show_access_log(args)
+        uvicorn.Server(replaying).run(sockets=sockets)
         return 0
     out.write(f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n")
     for provider, url in base_urls(config, origin).items():
@@ -333,6 +361,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return run_workers(args, store, sockets)
     try:
         server = uvicorn.Server(uvicorn_config(build_app(args, store), args))
+        show_access_log(args)
         server.run(sockets=sockets)
     finally:
         store.close()

@@ -18,12 +18,30 @@ def add_parser(subparsers: Any) -> None:
         help="run the contract checks (reference client + hypothesis) against a mock or the live API",
         description="Generated valid and invalid requests, lifecycle scenarios and fault scenarios, "
         "every exchange checked against the captured schemas. Exit 0 only when every check passed.",
+        epilog="""examples:
+  wanmock contract --provider dashscope --examples 200            in-process, every model
+  wanmock contract --provider all --seed 7 --report r.json --junit r.xml
+  wanmock contract --provider apiyi --model i2v --target http://127.0.0.1:9000/apiyi
+  wanmock contract --provider modellix --live --max-paid-tasks 1  needs MODELLIX_API_KEY
+  wanmock contract --provider aimlapi --hypothesis-dir .cache/hypothesis
+
+--target takes a `wanmock serve --clock manual` origin or a provider base URL its banner prints.
+Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 internal error, 130 Ctrl-C
+(the report and JUnit file are written with the results so far). Documentation: docs/CONTRACT_TESTING.md.
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--provider", required=True, choices=("all", *sorted(catalog().providers)))
+    parser.add_argument(
+        "--provider", required=True, choices=("all", *sorted(catalog().providers)), help="the provider, or all"
+    )
     parser.add_argument("--model", choices=("t2v", "i2v", "videoedit"), help="one model kind (default: all offered)")
     parser.add_argument("--examples", type=int, default=100, help="generated examples per model (default 100)")
     parser.add_argument("--seed", type=int, help="reproduce a run (printed in every report)")
-    parser.add_argument("--target", help="a running wanmock (e.g. http://127.0.0.1:8000); default: in-process")
+    parser.add_argument(
+        "--target",
+        help="a running wanmock: its origin or a provider base URL (e.g. http://127.0.0.1:8000/apiyi); "
+        "default: in-process",
+    )
     parser.add_argument("--live", action="store_true", help="probe the live provider (key from the environment)")
     parser.add_argument(
         "--max-paid-tasks", type=int, default=0, help="live: at most this many billable submissions (default 0)"
@@ -121,15 +139,31 @@ def add_drift_parser(subparsers: Any) -> None:
         description="Free probes first (missing key, invalid key, invalid body, unknown task id), then task "
         "lifecycles: free against a wanmock --target, at most --budget billable ones --live. Every answer is "
         "compared with the captured schemas; ids, timestamps and signed URLs never count as drift.",
+        epilog="""examples:
+  wanmock drift --provider dashscope --live                        free probes only (costs nothing)
+  wanmock drift --provider dashscope --live --budget 1             plus one task, cheapest parameters
+  wanmock drift --provider apiyi --cassette recordings/apiyi       offline, from a recording
+  wanmock drift --provider modellix --target http://127.0.0.1:8000/modellix
+  wanmock drift --provider aimlapi --live --format markdown --output drift.md --fail-on warning
+
+Exit codes: 0 no finding at the --fail-on severity, 1 drift found, 2 usage error (a --target that
+is no wanmock, a cassette of another provider, empty or malformed), 3 internal error, 130 Ctrl-C.
+Documentation: docs/DRIFT_AND_RECORDING.md.
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers))
+    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers), help="the provider to probe")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--live", action="store_true", help="the real provider (key from the environment)")
     source.add_argument("--cassette", type=Path, help="a directory written by `wanmock record`")
-    source.add_argument("--target", help="a running wanmock, e.g. http://127.0.0.1:8000")
+    source.add_argument("--target", help="a running wanmock: its origin or the provider's base URL under it")
     parser.add_argument("--budget", type=int, default=0, help="live: at most this many billable tasks (default 0)")
-    parser.add_argument("--format", default="text", choices=("text", "json", "junit", "markdown"))
-    parser.add_argument("--fail-on", default="breaking", choices=("breaking", "warning"))
+    parser.add_argument(
+        "--format", default="text", choices=("text", "json", "junit", "markdown"), help="the report's format (text)"
+    )
+    parser.add_argument(
+        "--fail-on", default="breaking", choices=("breaking", "warning"), help="the severity that exits 1 (breaking)"
+    )
     parser.add_argument("--output", type=Path, help="write the report here instead of standard output")
     parser.set_defaults(handler=run_drift)
 

@@ -389,11 +389,26 @@ def add_parser(subparsers: Any) -> None:
         description="Free probes (a refused key, an invalid body, an unknown task id), then at most "
         "--budget billable submissions with the cheapest parameters, each polled to the end. Keys, "
         "cookies and URL signatures are redacted before anything is written.",
+        epilog="""examples:
+  wanmock record --provider dashscope --live --out recordings/dashscope              free probes only
+  wanmock record --provider dashscope --live --out recordings/dashscope --budget 1 --force
+  wanmock record --provider apiyi --target http://127.0.0.1:8000/apiyi --out rec/apiyi --budget 1
+  wanmock record --provider modellix --live --out rec/m --budget 1 --model i2v --media https://x/frame.png
+  wanmock record --provider aimlapi --live --out rec/a --budget 1 --timeout 600
+
+Each exchange is written to DIR/cassette.json as it happens: Ctrl-C (exit 130) keeps what was
+recorded. Documentation: docs/DRIFT_AND_RECORDING.md.
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers))
+    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers), help="the provider")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--live", action="store_true", help="the live provider (key from <PROVIDER>_API_KEY)")
-    where.add_argument("--target", help="a wanmock server or another base URL (key: <PROVIDER>_API_KEY or test-key)")
+    where.add_argument(
+        "--target",
+        help="a wanmock server (its origin or a provider base URL under it) or another base URL "
+        "(key: <PROVIDER>_API_KEY or test-key)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="the cassette directory (DIR/cassette.json)")
     parser.add_argument("--budget", type=int, default=0, help="at most this many billable submissions (default 0)")
     parser.add_argument("--model", default="t2v", choices=("t2v", "i2v", "videoedit"), help="kind to submit")

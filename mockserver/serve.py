@@ -14,6 +14,7 @@ import argparse
 import functools
 import inspect
 import json
+import logging
 import os
 import shutil
 import socket
@@ -121,6 +122,27 @@ Ctrl-C stops the server (exit 130). Documentation: docs/MOCK_SERVER.md.
 """
 
 
+class OneLineDrops(logging.Filter):
+    """A connection a ``drop`` fault rule broke is logged as one line, not as uvicorn's
+    "Exception in ASGI application" with a 30-line traceback: it is what the user asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from wanmock.mockserver.http import ConnectionDropped
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ConnectionDropped):
+            record.msg, record.args = "connection dropped by a fault rule (%s)", (str(error),)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_drops() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OneLineDrops) for f in logger.filters):
+        logger.addFilter(OneLineDrops())
+
+
 def read_keys(path: Path) -> frozenset[str]:
     keys = frozenset(
         line.strip()
@@ -212,6 +234,7 @@ def build_app(args: argparse.Namespace, store: TaskStore | None = None) -> Starl
 
 def app_from_env() -> Starlette:
     """uvicorn's app factory for each worker of ``wanmock serve --workers N``."""
+    quiet_drops()
     text = os.environ.get(OPTIONS_VARIABLE)
     if text is None:
         raise RuntimeError(f"{OPTIONS_VARIABLE} is not set: start workers through `wanmock serve --workers N`")
@@ -224,6 +247,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from wanmock.mockserver.replay import create_replay_app
     from wanmock.mockserver.store import StoreError, store_from_url
 
+    quiet_drops()
     if getattr(args, "list_settings", False):
         from wanmock.mockserver.settings import markdown_table
 

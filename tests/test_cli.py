@@ -349,3 +349,51 @@ def test_a_wrong_setting_is_a_usage_error(setting: str, message: str) -> None:
     code, _, err = run("serve", "--set", setting)
     assert code == 2
     assert message in err
+
+
+@pytest.mark.slow
+def test_a_dropped_connection_logs_one_line(tmp_path: Path) -> None:
+    import httpx
+
+    errors = tmp_path / "err"
+    with errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [*WANMOCK, "serve", "--port", "0", "--provider", "apiyi"], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        try:
+            assert process.stdout is not None
+            origin = process.stdout.readline().rsplit(" on ", 1)[-1].strip()
+            with httpx.Client(base_url=origin, timeout=10) as http:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        if http.get("/__admin/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.05)
+                http.post("/__admin/faults", json={"action": "drop", "endpoint": "poll", "count": 2})
+                for _ in range(2):
+                    with pytest.raises(httpx.TransportError):
+                        http.get("/v1/tasks/some-task", headers={"Authorization": "Bearer k"})
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=30)
+    logged = errors.read_text()
+    assert "Traceback" not in logged
+    assert [line for line in logged.splitlines() if "dropped" in line] == [
+        line for line in logged.splitlines() if "connection dropped by a fault rule" in line
+    ]
+    assert len([line for line in logged.splitlines() if "connection dropped by a fault rule" in line]) == 2
+
+
+def test_the_redis_store_without_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wanmock.mockserver.store import StoreError, store_from_url
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "wanmock.mockserver.redis_store", raising=False)
+    with pytest.raises(StoreError, match=r"pip install 'wanmock\[redis\]'"):
+        store_from_url("redis://127.0.0.1:6379/0")
+    code, _, err = run("serve", "--store", "redis://127.0.0.1:6379/0")
+    assert code == 2
+    assert "wanmock[redis]" in err

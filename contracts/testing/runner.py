@@ -309,7 +309,6 @@ class Runner:
         from pathlib import Path
 
         from wanmock.mockserver.media import probe
-        from wanmock.mockserver.results import output_size
 
         with tempfile.TemporaryDirectory() as tmp:
             path = self.client.download(status, Path(tmp) / "result.mp4")
@@ -317,13 +316,14 @@ class Runner:
         resolution = (getattr(request, "resolution", None) or self._default(request.kind, "resolution")).upper()
         ratio = getattr(request, "ratio", None) or "16:9"
         duration = getattr(request, "duration", None) or self._default(request.kind, "duration")
-        if request.kind == "videoedit" and (not duration or self.provider == "apiyi"):
-            # 0 keeps the input's length [D5c][M3]; on APIYI duration has no effect [Y1][Y4]. The
-            # mock cannot see the input video and uses Options.videoedit_source_seconds for it.
+        if request.kind == "videoedit" and (not duration or _duration_has_no_effect(self.provider)):
+            # 0 keeps the input's length [D5c][M3]; where duration has no effect (APIYI [Y1][Y4])
+            # the output follows the input too. The mock cannot see the input video and uses
+            # Options.videoedit_source_seconds for it.
             from wanmock.mockserver.config import Options
 
             duration = Options().videoedit_source_seconds
-        return info, (*output_size(resolution, ratio), float(duration))
+        return info, (*expected_size(self.provider, resolution, ratio), float(duration))
 
     def _default(self, kind: str, name: str) -> Any:
         provider = catalog().provider(self.provider)
@@ -444,6 +444,28 @@ class Runner:
             record(case)
         result.seconds = time.perf_counter() - started
         return result
+
+
+def expected_size(provider: str, resolution: str, ratio: str) -> tuple[int, int]:
+    """Width x height of a video at ``resolution`` and ``ratio``, read from the captured schema data
+    (the ``x-output-sizes`` table of the provider's files, else of the upstream that documents it),
+    never from the mock's code: the checker must not trust what it checks."""
+    cat = catalog()
+    owners = [provider, *sorted(p for p in cat.providers if p != provider)]
+    for name in owners:
+        for document in cat.provider(name).documents.values():
+            table = document.get("x-output-sizes") if isinstance(document, dict) else None
+            if table and resolution.upper() in table and ratio in table[resolution.upper()]:
+                width, height = table[resolution.upper()][ratio]
+                return int(width), int(height)
+    raise KeyError(f"no captured output size for {resolution} {ratio}")
+
+
+def _duration_has_no_effect(provider: str) -> bool:
+    """Whether the provider's video-edit schema records that ``duration`` has no effect."""
+    document = catalog().provider(provider).documents.get("submit.videoedit.json", {})
+    notes = [str(c.get("values", "")) for c in document.get("x-conflicts", []) if "duration" in str(c.get("about"))]
+    return any("no effect" in note for note in notes)
 
 
 def _one(strategy: st.SearchStrategy[Any], seed: int) -> Iterator[Any]:

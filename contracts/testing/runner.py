@@ -248,9 +248,11 @@ def url_target(provider: str, url: str) -> Iterator[Target]:
             "contract run can drive task lifecycles through its control plane"
         )
     admin = Control(server.origin)
+    transport = httpx.HTTPTransport()
     try:
-        yield Target(provider, server.base_url(provider), httpx.HTTPTransport(), admin)
+        yield Target(provider, server.base_url(provider), transport, admin)
     finally:
+        transport.close()
         admin.close()
 
 

@@ -48,7 +48,8 @@ def _parsers() -> Iterator[tuple[str, argparse.ArgumentParser]]:
 def test_every_command_and_option_has_help_and_an_example(name: str, parser: argparse.ArgumentParser) -> None:
     epilog = parser.epilog or ""
     assert "examples:" in epilog, f"{name} has no examples in its help"
-    examples = [line.strip() for line in epilog.splitlines() if line.strip().startswith("wanmock")]
+    joined = epilog.replace("\\\n", " ")  # continued lines
+    examples = [line.strip() for line in joined.splitlines() if line.strip().startswith("wanmock")]
     assert any(line.startswith(name) for line in examples), f"{name}: no example runs {name!r}"
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction | argparse._VersionAction | argparse._SubParsersAction):

@@ -270,7 +270,7 @@ class Pipeline:
             request_headers=clean.headers(bounded_headers(request.headers.items())),
         )
         with contextlib.suppress(StoreUnavailable):
-            await self.state.io.run(self.state.store.append, entry)
+            await self.state.io.append(entry)
 
     def respond(self, rc: RequestContext) -> Response:
         if rc.response is not None:

@@ -74,18 +74,18 @@ class ServerConfig:
     media_dir: Path | None = None
     # The size of the MP4 cache (least recently used renders are dropped).
     media_max_bytes: int = 512 * 1024 * 1024
-    # The control plane (docs/SECURITY.md): a token every /__admin data or action call must send
-    # (X-Wanmock-Admin-Token); the origins this server answers as (None in-process: no Host check);
-    # where result URLs point (--public-url); a separate port for /__admin.
+    # A token every /__admin data or action call must send in X-Wanmock-Admin-Token (docs/SECURITY.md).
     admin_token: str | None = None
+    # The origins this server answers as; /__admin checks Host against them (None in-process: no check).
     origins: tuple[str, ...] | None = None
+    # Where clients reach the server (--public-url): result URLs point there.
     public_url: str | None = None
+    # A separate port that alone serves /__admin (--admin-port).
     admin_port: int | None = None
     # Key -> account (a --keys file that groups keys): tasks are then seen only by their account.
     accounts: dict[str, str] = field(default_factory=dict)
     # Tasks readable, cancelable and listed only with a key of the account that created them.
     tasks_per_key: bool = False
-    journal_bytes: int | None = None  # None: the store's default byte budget
 
     def __post_init__(self) -> None:
         known = all_providers()

@@ -25,6 +25,7 @@ def add_parser(subparsers: Any) -> None:
   wanmock contract --provider apiyi --model i2v --target http://127.0.0.1:9000/apiyi
   wanmock contract --provider modellix --live --max-paid-tasks 1  needs MODELLIX_API_KEY
   wanmock contract --provider aimlapi --hypothesis-dir .cache/hypothesis
+  wanmock contract --provider dashscope --target http://127.0.0.1:8000 --admin-token T
 
 --target takes a `wanmock serve --clock manual` origin or a provider base URL its banner prints.
 Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 internal error, 130 Ctrl-C
@@ -161,6 +162,7 @@ def add_drift_parser(subparsers: Any) -> None:
   wanmock drift --provider apiyi --cassette recordings/apiyi       offline, from a recording
   wanmock drift --provider modellix --target http://127.0.0.1:8000/modellix
   wanmock drift --provider aimlapi --live --format markdown --output drift.md --fail-on warning
+  wanmock drift --provider modellix --target http://127.0.0.1:8000 --admin-token T
 
 Exit codes: 0 no finding at the --fail-on severity, 1 drift found, 2 usage error (a --target that
 is no wanmock, a cassette of another provider, empty or malformed), 3 internal error, 130 Ctrl-C.

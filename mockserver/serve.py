@@ -132,8 +132,20 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="a task is seen only with a key of the account that created it (on when --keys groups keys)",
     )
-    security.add_argument("--header-timeout", type=float, default=NetLimits.header_timeout, metavar="SECONDS")
-    security.add_argument("--body-timeout", type=float, default=NetLimits.body_timeout, metavar="SECONDS")
+    security.add_argument(
+        "--header-timeout",
+        type=float,
+        default=NetLimits.header_timeout,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not complete in this time (default 10)",
+    )
+    security.add_argument(
+        "--body-timeout",
+        type=float,
+        default=NetLimits.body_timeout,
+        metavar="SECONDS",
+        help="close a connection whose request body does not arrive in this time (default 120)",
+    )
     security.add_argument(
         "--max-connections",
         type=int,
@@ -148,7 +160,10 @@ examples:
   wanmock serve                                          every provider on http://127.0.0.1:8000
   wanmock serve --provider dashscope --port 9000         one provider, at the root
   wanmock serve --port 0 --timing realistic --seed 42 --clock manual --keys keys.txt
-  wanmock serve --host 0.0.0.0 --max-body-bytes 1048576 --log-level info --access-log
+  wanmock serve --host 0.0.0.0 --admin-token T --max-body-bytes 1048576 --log-level info --access-log
+  wanmock serve --host 0.0.0.0 --admin-port 9001 --public-url http://ci-mock:8000   /__admin on 127.0.0.1
+  wanmock serve --keys keys.txt --tasks-per-key          each key sees only its own tasks
+  wanmock serve --header-timeout 5 --body-timeout 60 --max-connections 500
   wanmock serve --store sqlite:///wanmock.db --workers 4
   wanmock serve --cassette recordings/dashscope --clock manual
   wanmock serve --config wanmock.toml --set timing=instant --set rate_limits.modellix.rpm=100

@@ -346,6 +346,7 @@ def add_parser(subparsers: Any) -> None:
   wanmock record --provider apiyi --target http://127.0.0.1:8000/apiyi --out rec/apiyi --budget 1
   wanmock record --provider modellix --live --out rec/m --budget 1 --model i2v --media https://x/frame.png
   wanmock record --provider aimlapi --live --out rec/a --budget 1 --timeout 600
+  wanmock record --provider apiyi --target http://127.0.0.1:8000 --out rec/apiyi --admin-token T
 
 Each exchange is written to DIR/cassette.json as it happens: Ctrl-C (exit 130) keeps what was
 recorded. Documentation: docs/DRIFT_AND_RECORDING.md.

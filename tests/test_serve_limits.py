@@ -232,6 +232,15 @@ def test_a_separate_admin_port_keeps_the_control_plane_on_loopback() -> None:
         admin = next(line for line in lines if "control" in line).split()[1]
         assert admin.startswith("http://127.0.0.1:")
         assert not admin.startswith(server.origin + "/")
-        assert httpx.get(admin, timeout=10).status_code == 200
+        deadline = time.monotonic() + 20
+        while True:  # served on the second socket of the same server (polled, never a blind sleep)
+            try:
+                status = httpx.get(admin, timeout=10).status_code
+            except httpx.TransportError:
+                status = 0
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 200
     finally:
         server.stop()

@@ -295,7 +295,7 @@ class Pipeline:
             request_headers=scrubbed_headers(rc.asgi["headers"]),
         )
         with contextlib.suppress(StoreUnavailable):
-            await self.state.io.run(self.state.store.append, entry)
+            await self.state.io.append(entry)
 
     async def respond(self, rc: RequestContext, send: Send) -> None:
         """Send the answer: a ready response as it is; else JSON (no body for HEAD), headed as

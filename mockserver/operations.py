@@ -86,7 +86,7 @@ class TaskOperations:
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
-        for rule in await io.run(state.faults.take, scope, ("fail",)):
+        for rule in await io.run(state.faults.take, scope, ("fail",)) if rc.rules_set else ():
             task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
         await io.run(state.store.add, task)
         rc.task_id = task.id

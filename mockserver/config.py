@@ -53,15 +53,26 @@ class Options:
 
 @dataclass
 class ServerConfig:
+    """Every field can be set by ``wanmock serve --config FILE.toml`` or ``--set name=value``
+    (settings.py); the comment above a field is its description in ``--list-settings`` and the docs."""
+
+    # The providers served (all: each under /<provider>/, some also at the root).
     providers: tuple[str, ...] = field(default_factory=all_providers)
+    # instant (done at the first poll), fast (1 s queued, 3 s running) or realistic (documented durations).
     timing: str = "fast"
+    # Reproducible task ids, timings and result signatures.
     seed: int | None = None
-    keys: frozenset[str] | None = None  # None: any non-empty Bearer token except "invalid"
+    # The accepted API keys; none: any non-empty Bearer token except "invalid".
+    keys: frozenset[str] | None = None
+    # The request size cap in bytes (a 20 MB image as base64 fits the default).
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # system, or manual: time moves only through POST /__admin/clock/advance.
     clock: Clock = field(default_factory=SystemClock)
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)
     options: Options = field(default_factory=Options)
-    media_dir: Path | None = None  # None: a temporary directory for generated MP4s
+    # Where rendered MP4s are cached; none: a temporary directory.
+    media_dir: Path | None = None
+    # The size of the MP4 cache (least recently used renders are dropped).
     media_max_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:

@@ -120,6 +120,10 @@ class TaskStore(Protocol):
 
     def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]: ...
     def append(self, entry: JournalEntry) -> None: ...
+    def append_many(self, entries: list[JournalEntry]) -> None:
+        """Append these in order, in one transaction or round trip (the server batches them)."""
+        ...
+
     def journal(self) -> Iterable[JournalEntry]: ...
     def next_seq(self) -> int: ...
     def reset(self, test_id: str | None = None) -> None: ...
@@ -350,6 +354,10 @@ class MemoryStore:
                 entry = replace(entry, seq=self._seq)
             self._journal.append(entry)
 
+    def append_many(self, entries: list[JournalEntry]) -> None:
+        for entry in entries:
+            self.append(entry)
+
     def journal(self) -> list[JournalEntry]:
         with self._lock:
             return list(self._journal)
@@ -425,7 +433,14 @@ def store_from_url(url: str) -> TaskStore:
             unquote(parts.path[1:]), journal_limit=journal_limit, evict_grace=evict_grace, timeout=timeout
         )
     if scheme in ("redis", "rediss"):
-        from wanmock.mockserver.redis_store import DEFAULT_PREFIX, RedisStore
+        try:
+            from wanmock.mockserver.redis_store import DEFAULT_PREFIX, RedisStore
+        except ModuleNotFoundError as exc:
+            if exc.name != "redis":
+                raise
+            raise StoreError(
+                "the Redis store needs the redis package: pip install 'wanmock[redis]' (or pip install redis)"
+            ) from exc
 
         prefix = options.pop("prefix", DEFAULT_PREFIX)
         rest = parts._replace(query=urlencode(options)).geturl()

@@ -264,7 +264,7 @@ class Pipeline:
             request_headers=scrubbed_headers(request),
         )
         with contextlib.suppress(StoreUnavailable):
-            await self.state.io.run(self.state.store.append, entry)
+            await self.state.io.append(entry)
 
     def respond(self, rc: RequestContext) -> Response:
         if rc.response is not None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from starlette.responses import Response
 from wanmock.mockserver import timing
 from wanmock.mockserver.errors import ApiError
-from wanmock.mockserver.http import request_scrubber, shorten
 from wanmock.mockserver.pipeline import Pipeline, RequestContext
+from wanmock.mockserver.scrub import Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.tasks import Task
 
@@ -82,7 +82,7 @@ class TaskOperations:
             retention_seconds=profile.retention_seconds,
             test_id=rc.test_id,
             owner=rc.owner,
-            request=request_scrubber(rc.request, state).value(shorten(body)),
+            request=Scrubber(request_secrets(rc.request_headers.items())).value(rc.journal_body),
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
@@ -118,7 +118,7 @@ class TaskOperations:
         rc.reply(200, {"request_id": rc.ctx.request_id})
 
     async def list_tasks(self, rc: RequestContext) -> None:
-        query = rc.request.query_params
+        query = rc.query_params
         try:
             page_no = int(query.get("page_no", "1"))
             page_size = int(query.get("page_size", "10"))

@@ -14,29 +14,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.mockserver.guard import public_base
 from wanmock.mockserver.http import (
     TEST_HEADER,
     ConnectionDropped,
     DroppedResponse,
+    base_url,
     bearer_token,
-    check_declared_length,
-    decode_json,
+    dumps,
+    header_map,
     json_refusal,
+    loads,
     read_body,
-    request_scrubber,
-    shorten,
+    url_path,
+    url_query,
 )
-from wanmock.mockserver.limits import JOURNAL_TARGET, bounded_headers, cut
+from wanmock.mockserver.limits import JOURNAL_TARGET, bounded, bounded_headers, cut, declared_length
 from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
+from wanmock.mockserver.scrub import Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.store import JournalEntry
 from wanmock.mockserver.storeio import StoreUnavailable
@@ -47,9 +53,14 @@ log = logging.getLogger("wanmock")
 
 @dataclass
 class RequestContext:
-    """One request on its way through the pipeline: what the stages learnt and the answer."""
+    """One request on its way through the pipeline: what the stages learnt and the answer.
 
-    request: Request
+    Read from the ASGI scope directly (headers once into a dict, the path and query as the
+    server gave them); a Starlette ``request`` is built only if a stage asks for one."""
+
+    asgi: Scope
+    receive: Receive
+    request_headers: dict[str, str]  # by lower-case name
     prefix: str  # where the provider is mounted ("" or "/dashscope")
     path: str  # the path below the prefix, which the provider's router matches
     now: float
@@ -75,7 +86,29 @@ class RequestContext:
 
     @property
     def method(self) -> str:
-        return self.request.method
+        method: str = self.asgi["method"]
+        return method
+
+    @functools.cached_property
+    def request(self) -> Request:
+        return Request(self.asgi, self.receive)
+
+    @functools.cached_property
+    def query_params(self) -> QueryParams:
+        return QueryParams(self.asgi.get("query_string", b""))
+
+    @functools.cached_property
+    def url_path(self) -> str:
+        return url_path(self.asgi)
+
+    @functools.cached_property
+    def journal_body(self) -> Any:
+        """The request body as the journal and a task dump keep it (shortened once)."""
+        if self.body is not None:
+            return bounded(self.body)
+        if self.raw:
+            return bounded(self.raw.decode("utf-8", "replace"))
+        return None
 
     def reply(self, status: int, answer: Any, headers: dict[str, str] | None = None) -> None:
         self.status, self.answer, self.headers = status, answer, headers or {}
@@ -103,21 +136,22 @@ class Pipeline:
         self.operation = operation
         self.journaled = journal
 
-    def begin(self, request: Request, prefix: str, path: str, now: float) -> RequestContext:
+    def begin(self, scope: Scope, receive: Receive, prefix: str, path: str, now: float) -> RequestContext:
+        headers = header_map(scope["headers"])
         config = self.state.config  # result URLs: --public-url or a served origin, never a foreign Host
-        host = request.headers.get("host")
-        base = public_base(config.origins, config.public_url, host, str(request.base_url).rstrip("/"))
+        base = public_base(config.origins, config.public_url, headers.get("host"), base_url(scope, headers.get("host")))
         retention = self.profile.retention_seconds
         links = self.state.links
 
         def result_url(task: Task) -> str:
             return links.url(base, task, task.created_at + retention)
 
-        ctx = Context(now, base, prefix, request.url.path, self.state.request_id(), result_url)
-        return RequestContext(request, prefix, path, now, request.headers.get(TEST_HEADER), ctx)
+        rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
+        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id(), result_url)
+        return rc
 
-    async def handle(self, request: Request, prefix: str, path: str) -> Response:
-        rc = self.begin(request, prefix, path, await self.state.anow())
+    async def handle(self, scope: Scope, receive: Receive, send: Send, prefix: str, path: str) -> None:
+        rc = self.begin(scope, receive, prefix, path, await self.state.anow())
         try:
             try:
                 self.route(rc)
@@ -132,18 +166,22 @@ class Pipeline:
             self.refuse(rc, error)
         except ConnectionDropped:
             await self.journal(rc, dropped=True)
-            return DroppedResponse()
+            await DroppedResponse()(scope, receive, send)
+            return
         except Exception:  # a bug must still answer in the provider's shape, never a bare 500
-            log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
+            log.exception("wanmock: internal error answering %s %s", rc.method, rc.url_path)
             rc.reply(*self.profile.error_answer(ApiError("server_error", "wanmock internal error"), rc.ctx))
         self.drift(rc)
         await self.journal(rc)
-        return self.respond(rc)
+        await self.respond(rc, send)
 
     # -- the stages, in order -------------------------------------------------------------
 
     def route(self, rc: RequestContext) -> None:
-        check_declared_length(rc.request, self.profile.config.max_body_bytes)
+        declared = declared_length(rc.asgi["headers"])  # refused before a byte is read (2^63 too)
+        limit = self.profile.config.max_body_bytes
+        if declared is not None and declared > limit:
+            raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
         found = self.router.match(rc.method, rc.path)
         if found is None:
             raise ApiError("not_found", f"no such endpoint: {rc.method} {rc.path}")
@@ -153,7 +191,7 @@ class Pipeline:
         rc.match = found
 
     def authenticate(self, rc: RequestContext) -> None:
-        token = rc.token = bearer_token(rc.request)
+        token = rc.token = bearer_token(rc.request_headers)
         if not token or not self.profile.config.key_accepted(token):
             raise ApiError("unauthorized", "missing Authorization header" if token is None else "invalid API key")
         rc.owner = self.state.owner_of(token)
@@ -163,10 +201,10 @@ class Pipeline:
         with the reason, for the operations that need JSON to refuse it."""
         if rc.method != "POST":
             return
-        rc.raw = await read_body(rc.request, self.profile.config.max_body_bytes)
+        rc.raw = await read_body(rc.receive, rc.request_headers, self.profile.config.max_body_bytes)
         if rc.raw:
             try:
-                rc.body = decode_json(rc.raw)
+                rc.body = loads(rc.raw)
             except (ValueError, RecursionError) as exc:
                 rc.body_error = json_refusal(exc)
 
@@ -178,7 +216,7 @@ class Pipeline:
             return
         for param, placeholder in rc.match.endpoint.query.items():
             if placeholder == "{task_id}":
-                value = rc.request.query_params.get(param)
+                value = rc.query_params.get(param)
                 if not value:
                     raise ApiError("invalid_request", f"the query parameter '{param}' is required")
                 rc.task_id = value
@@ -246,38 +284,41 @@ class Pipeline:
         task was written is a success even if its journal entry is lost; the failure is logged)."""
         if not self.journaled:
             return
-        request = rc.request
-        if rc.body is not None:
-            request_body = shorten(rc.body)
-        elif rc.raw:
-            request_body = shorten(rc.raw.decode("utf-8", "replace"))
-        else:
-            request_body = None
-        clean = request_scrubber(request, self.state)  # no credential, in any form, is journaled
-        entry = JournalEntry(
+        query = url_query(rc.asgi)
+        clean = Scrubber(request_secrets(rc.request_headers.items(), query), self.state.fingerprint)
+        entry = JournalEntry(  # no credential, in any form, is journaled (wanmock.mockserver.scrub)
             seq=0,  # numbered by the store as it appends (one round trip)
             at=rc.now,
             provider=self.name,
-            method=request.method,
-            path=cut(clean.text(request.url.path), JOURNAL_TARGET),
-            query=cut(clean.query(request.url.query), JOURNAL_TARGET),
+            method=rc.method,
+            path=cut(clean.text(rc.url_path), JOURNAL_TARGET),
+            query=cut(clean.query(query), JOURNAL_TARGET),
             status=0 if dropped else rc.status,
             test_id=None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),
             task_id=None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET),
             endpoint=rc.endpoint,
-            request_body=clean.value(request_body),
-            response_body=None if dropped else clean.value(shorten(rc.answer)),
-            request_headers=clean.headers(bounded_headers(request.headers.items())),
+            request_body=clean.value(rc.journal_body),
+            response_body=None if dropped else clean.value(bounded(rc.answer)),
+            request_headers=clean.headers(bounded_headers(rc.request_headers.items())),
         )
         with contextlib.suppress(StoreUnavailable):
             await self.state.io.append(entry)
 
-    def respond(self, rc: RequestContext) -> Response:
+    async def respond(self, rc: RequestContext, send: Send) -> None:
+        """Send the answer: a ready response as it is; else JSON (no body for HEAD), headed as
+        Starlette's JSONResponse heads it."""
         if rc.response is not None:
-            return rc.response
-        if rc.method == "HEAD":
-            return Response(status_code=rc.status, headers=rc.headers, media_type="application/json")
-        return JSONResponse(rc.answer, status_code=rc.status, headers=rc.headers)
+            await rc.response(rc.asgi, rc.receive, send)
+            return
+        body = b"" if rc.method == "HEAD" else dumps(rc.answer)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rc.headers.items()]
+        names = {k for k, _ in raw}
+        if b"content-length" not in names and not (rc.status < 200 or rc.status in (204, 304)):
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        if b"content-type" not in names:
+            raw.append((b"content-type", b"application/json"))
+        await send({"type": "http.response.start", "status": rc.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
     # -- shared by the operations ---------------------------------------------------------
 
@@ -285,12 +326,12 @@ class Pipeline:
         """The submit body as a JSON object, after the endpoint's required headers and content
         type; refused as the provider would refuse it otherwise."""
         assert rc.match is not None
-        request = rc.request
+        headers = rc.request_headers
         for header, value in rc.match.endpoint.headers.items():
-            if request.headers.get(header, "").strip().lower() != value.lower():
+            if headers.get(header.lower(), "").strip().lower() != value.lower():
                 raise ApiError("missing_async_header", f"the header {header}: {value} is required")
         expected = rc.match.endpoint.content_type or "application/json"
-        content_type = request.headers.get("content-type", "")
+        content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != expected:
             raise ApiError("unsupported_media_type", f"Content-Type must be {expected}, got {content_type or 'none'}")
         if not rc.raw:

@@ -220,27 +220,3 @@ def test_the_token_guards_a_real_server_and_the_tools_pass_it(tmp_path: Path) ->
         assert "tok-123456" not in out.getvalue() + err.getvalue()
     finally:
         server.stop()
-
-
-def test_a_separate_admin_port_keeps_the_control_plane_on_loopback() -> None:
-    server = Server("--admin-port", "0", ready="/")
-    try:
-        lines = []
-        assert server.process.stdout is not None
-        while not any("control" in line for line in lines):
-            lines.append(server.process.stdout.readline())
-        admin = next(line for line in lines if "control" in line).split()[1]
-        assert admin.startswith("http://127.0.0.1:")
-        assert not admin.startswith(server.origin + "/")
-        deadline = time.monotonic() + 20
-        while True:  # served on the second socket of the same server (polled, never a blind sleep)
-            try:
-                status = httpx.get(admin, timeout=10).status_code
-            except httpx.TransportError:
-                status = 0
-            if status == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert status == 200
-    finally:
-        server.stop()

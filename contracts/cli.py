@@ -28,6 +28,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--max-paid-tasks", type=int, default=0, help="live: at most this many billable submissions (default 0)"
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on warning-level findings too (e.g. the client sends fields the provider accepts undocumented)",
+    )
     parser.add_argument("--report", type=Path, help="write a JSON report here")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
     parser.set_defaults(handler=run)
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     providers = sorted(catalog().providers) if args.provider == "all" else [args.provider]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     label = "live" if args.live else (args.target or "in-process")
-    report = Report(target=label, seed=seed)
+    report = Report(target=label, seed=seed, strict=args.strict)
     for provider in providers:
         kinds = [args.model] if args.model else list(catalog().provider(provider).models)
         if args.model and args.model not in catalog().provider(provider).models:

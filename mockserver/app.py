@@ -40,6 +40,7 @@ from wanmock.mockserver.results import FILES_PREFIX, ResultLinks, output_size, s
 from wanmock.mockserver.routing import Match, Router, WrongMethod
 from wanmock.mockserver.store import JournalEntry, MemoryStore, TaskStore
 from wanmock.mockserver.tasks import Task
+from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
 
 log = logging.getLogger("wanmock")
 TEST_HEADER = "x-wanmock-test"
@@ -194,7 +195,7 @@ class ProviderHandler:
         now = self.state.now()
         ctx = self.context(request, prefix, now)
         test_id = request.headers.get(TEST_HEADER)
-        entry: dict[str, Any] = {"endpoint": None, "task_id": None, "request_body": None}
+        entry: dict[str, Any] = {"endpoint": None, "task_id": None, "request_body": None, "warnings": []}
         try:
             status, body, headers = await self.pipeline(request, path, ctx, test_id, entry)
         except ApiError as error:
@@ -214,8 +215,12 @@ class ProviderHandler:
         status, body = self.state.drift.apply(self.profile.provider, entry["endpoint"], status, body)
         self.journal(request, ctx, status, body, test_id, entry)
         if request.method == "HEAD":
-            return Response(status_code=status, headers=headers, media_type="application/json")
-        return JSONResponse(body, status_code=status, headers=headers)
+            response: Response = Response(status_code=status, headers=headers, media_type="application/json")
+        else:
+            response = JSONResponse(body, status_code=status, headers=headers)
+        for text in entry["warnings"]:
+            response.headers.append(WARNING_HEADER, header_text(text))
+        return response
 
     def journal(
         self,
@@ -241,6 +246,7 @@ class ProviderHandler:
                 request_body=entry["request_body"],
                 response_body=shorten(body),
                 request_headers=scrubbed_headers(request),
+                warnings=list(entry["warnings"]),
             )
         )
 
@@ -360,7 +366,7 @@ class ProviderHandler:
         if not isinstance(body, dict):
             raise ApiError("invalid_request", f"the body must be a JSON object, not {type(body).__name__}")
         model = self.profile.model_for(found.params, body)
-        self.profile.validate(model, body)
+        entry["warnings"] = self.profile.validate(model, body)
         params = self.profile.video_params(model, body)
         queue, run = timing.plan(self.state.config.timing, self.profile.provider, model.kind, params, self.state.rng)
         requested_id = found.params.get("model") or body.get("model") or model.id

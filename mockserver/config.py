@@ -47,6 +47,9 @@ class Options:
     retention_seconds: dict[str, float] = field(default_factory=dict)
     # Length of the output of a video edit with duration 0 (the input's length is unknown).
     videoedit_source_seconds: float = 5.0
+    # Refuse what a provider accepts although its pages do not document it (schemas'
+    # x-accepted-undocumented): by default the mock accepts it, as the provider does, and warns.
+    refuse_undocumented: bool = False
     # Ratio of an image-to-video output (it follows the input image, which the mock cannot see).
     i2v_ratio: str = "16:9"
 

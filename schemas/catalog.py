@@ -15,6 +15,7 @@ from typing import Any
 
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from wanmock.schemas.leniency import Verdict, sort_issues
 from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
 ROOT = Path(__file__).resolve().parent
@@ -246,26 +247,44 @@ class Catalog:
         instance: Any,
         kind: str | None = None,
         state: str | None = None,
+        *,
+        strict: bool = False,
     ) -> list[Issue]:
-        """Every issue of ``instance`` as ``message`` of ``provider``; empty when valid.
+        """Every issue of ``instance`` as ``message`` of ``provider`` that the provider refuses;
+        empty when it accepts the instance. ``strict``: also what it accepts although its pages do
+        not document it (see :meth:`check` and ``x-accepted-undocumented``).
 
         A poll-response without an explicit state is checked against the schema of the state
         its own status word names; an unknown word is itself the issue.
         """
+        verdict = self.check(provider, message, instance, kind, state)
+        return verdict.all_issues if strict else verdict.errors
+
+    def check(
+        self,
+        provider: str,
+        message: str,
+        instance: Any,
+        kind: str | None = None,
+        state: str | None = None,
+    ) -> Verdict:
+        """The issues of ``instance`` split into errors (the provider refuses them) and warnings
+        (it accepts them, undocumented: the schema's ``x-accepted-undocumented`` rules)."""
         if message == "poll-response" and state is None:
             p = self.provider(provider)
             pointer = p.task_fields["status_in_poll"]
             try:
                 word = resolve_pointer(instance, pointer)
             except (KeyError, IndexError, ValueError, TypeError):
-                return [Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")]
+                return Verdict([Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")])
             found = p.state_for_word(word) if isinstance(word, str) else None
             if found is None:
                 words = ", ".join(json.dumps(s.word) for s in p.states.values())
                 where = json_path(pointer.lstrip("/").split("/"))
-                return [Issue(where, f"{json.dumps(word)} is not one of {words}", "enum", "")]
+                return Verdict([Issue(where, f"{json.dumps(word)} is not one of {words}", "enum", "")])
             state = found.canonical
-        return self.load(provider, message, kind, state).issues(instance)
+        compiled = self.load(provider, message, kind, state)
+        return sort_issues(compiled.contents, instance, compiled.issues(instance))
 
     def messages(self, provider: str) -> list[tuple[str, str | None, str | None, str]]:
         """(message, kind, state, file) for every message of ``provider``."""

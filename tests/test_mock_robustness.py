@@ -837,7 +837,8 @@ def mutated(provider: str, file: str, node: Any, value: Any, junk: Junk, depth: 
     kept = {}
     for key, old in value.items():
         where, sub = f.properties.get(key, (file, {}))
-        other = guided(provider, where, sub, junk, depth + 1) if key in f.properties else junk or st.just(old)
+        fallback = junk if junk is not None else st.just(old)
+        other = guided(provider, where, sub, junk, depth + 1) if key in f.properties else fallback
         kept[key] = st.one_of([mutated(provider, where, sub, old, junk, depth + 1)] * 8 + [other])
     added = {k: guided(provider, w, v, junk, depth + 1) for k, (w, v) in f.properties.items() if k not in value}
     return st.fixed_dictionaries(kept, optional=added)

@@ -109,10 +109,14 @@ class Report:
     target: str
     seed: int
     results: list[Result] = field(default_factory=list)
+    strict: bool = False  # warning-level findings fail the run too
+
+    def counts(self, failure: ContractFailure) -> bool:
+        return self.strict or failure.severity == "error"
 
     @property
     def passed(self) -> bool:
-        return all(not r.failures for r in self.results)
+        return not any(self.counts(f) for r in self.results for f in r.failures)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,7 +143,7 @@ class Report:
 
         lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
         for r in self.results:
-            failed = {f.check for f in r.failures}
+            failed = {f.check for f in r.failures if self.counts(f)}
             lines.append(
                 f'  <testsuite name={quoteattr(f"wanmock.{r.provider}.{r.kind}")} tests="{len(CHECKS)}" '
                 f'failures="{len(failed)}" time="{r.seconds:.3f}">'
@@ -147,9 +151,9 @@ class Report:
             for name in CHECKS:
                 lines.append(f"    <testcase classname={quoteattr(f'{r.provider}.{r.kind}')} name={quoteattr(name)}>")
                 for failure in (f for f in r.failures if f.check == name):
-                    lines.append(
-                        f"      <failure message={quoteattr(failure.message)}>{_xml(failure.render())}</failure>"
-                    )
+                    tag = "failure" if self.counts(failure) else "system-out"
+                    attribute = f" message={quoteattr(failure.message)}" if tag == "failure" else ""
+                    lines.append(f"      <{tag}{attribute}>{_xml(failure.render())}</{tag}>")
                     break
                 lines.append("    </testcase>")
             lines.append("  </testsuite>")
@@ -554,12 +558,16 @@ def _cheapest(provider: str) -> int:
 
 def summary(report: Report, stream: TextIO = sys.stdout) -> None:
     for r in report.results:
-        mark = "PASS" if not r.failures else "FAIL"
+        counted = [f for f in r.failures if report.counts(f)]
+        mark = "FAIL" if counted else "WARN" if r.failures else "PASS"
         stream.write(
             f"{mark}  {r.provider:<10} {r.kind:<10} {r.examples:>5} examples {r.cases:>5} cases  {r.seconds:6.1f} s\n"
         )
         for failure in r.failures:
             stream.write("      " + failure.render().replace("\n", "\n      ") + "\n")
-    total = sum(len(r.failures) for r in report.results)
+    total = sum(1 for r in report.results for f in r.failures if report.counts(f))
+    warned = sum(len(r.failures) for r in report.results) - total
     verdict = "all checks passed" if report.passed else f"{total} check(s) failed"
+    if warned:
+        verdict += f", {warned} warning(s)"
     stream.write(f"{verdict} (target {report.target}, seed {report.seed})\n")

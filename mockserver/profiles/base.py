@@ -93,10 +93,14 @@ class Profile:
             raise ApiError("invalid_request", f"$.model: {json.dumps(model_id)} is not one of {offered}")
         return model
 
-    def validate(self, model: Model, body: Mapping[str, Any]) -> None:
-        issues = catalog().validate(self.name, "submit", body, kind=model.kind)
+    def validate(self, model: Model, body: Mapping[str, Any]) -> list[str]:
+        """Refuse what the provider refuses; return a warning for each thing it accepts although
+        its pages do not document it (or refuse those too with ``refuse_undocumented``)."""
+        verdict = catalog().check(self.name, "submit", body, kind=model.kind)
+        issues = verdict.all_issues if self.options.refuse_undocumented else verdict.errors
         if issues:
             raise ApiError("invalid_request", describe(issues), issues=issues)
+        return [finding.warning for finding in verdict.warnings]
 
     def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:
         raise NotImplementedError

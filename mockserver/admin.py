@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
-from wanmock.mockserver.app import TEST_HEADER, AppState, decode_json
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.drift import DriftRule, DriftRuleError
 from wanmock.mockserver.faults import FaultRule, RuleError
+from wanmock.mockserver.http import TEST_HEADER, decode_json
+from wanmock.mockserver.state import AppState
 from wanmock.mockserver.tasks import EXPIRED, Task, TransitionError
 
 ACTIONS = ("advance", "succeed", "fail", "cancel", "expire")
@@ -77,6 +78,7 @@ async def health(request: Request) -> JSONResponse:
             "now": state.now(),
             "store": type(state.store).__name__,
             "pid": os.getpid(),  # which worker answered (wanmock serve --workers N)
+            **state.about,
         }
     )
 

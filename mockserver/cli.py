@@ -4,14 +4,45 @@ Commands come from the ``wanmock.commands`` entry-point group: each package regi
 ``add_parser(subparsers)`` function in pyproject.toml, so this module assembles the command line
 without importing the packages above it. A handler takes the parsed arguments and the output
 streams and returns the exit code.
+
+Every command ends the same way (docs/CLI.md): 0 success, 1 checks failed / invalid / drift
+found, 2 usage error (argparse's own, or a handler's), 3 internal error (one line and a hint;
+``WANMOCK_DEBUG=1`` shows the traceback), 130 on Ctrl-C, 141 when standard output is a closed
+pipe. None of them prints a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
+from typing import TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+DEBUG_VARIABLE = "WANMOCK_DEBUG"
+
+EPILOG = """\
+examples:
+  wanmock serve --clock manual                      run the mock server on port 8000
+  wanmock contract --provider all --seed 7          check the reference client against every provider
+  wanmock drift --provider dashscope --live         compare the real provider with the captured contract
+  wanmock serve --help                              every option of one command, with examples
+
+exit codes: 0 success, 1 checks failed / invalid / drift found, 2 usage error, 3 internal error,
+130 interrupted (Ctrl-C). Documentation: docs/CLI.md.
+"""
+
+
+def wanmock_version() -> str:
+    try:
+        return version("wanmock")
+    except PackageNotFoundError:  # pragma: no cover - running from a checkout that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wanmock",
         description="Mock servers and contract tests for the Wan 2.7 video-generation APIs "
         "(Modellix, AI/ML API, APIYI, DashScope).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"wanmock {wanmock_version()}", help="print the version and exit"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in sorted(entry_points(group="wanmock.commands"), key=lambda e: e.name):
@@ -31,10 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.handler(args, sys.stdout, sys.stderr)
-    return code
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    name = "wanmock"
+    try:
+        args = build_parser().parse_args(argv)
+        name = f"wanmock {args.command}"
+        code: int = args.handler(args, out, err)
+        out.flush()
+        return code
+    except KeyboardInterrupt:
+        err.write(f"\n{name}: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`wanmock schemas | head -1`): stop writing, quietly. Python would
+        # complain again when it flushes stdout at exit, so point stdout at /dev/null first.
+        with contextlib.suppress(OSError, ValueError):  # ValueError: stdout is not a file (a StringIO)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        err.write(f"{name}: internal error: {type(exc).__name__}: {exc}\n")
+        err.write(f"  this is a bug in wanmock; run again with {DEBUG_VARIABLE}=1 for the traceback and report it\n")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from wanmock.mockserver.app import AppState, create_app
+from wanmock.mockserver.app import create_app
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.state import AppState
 from wanmock.schemas import catalog
 from wanmock.schemas.catalog import ROOT
 

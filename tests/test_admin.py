@@ -10,9 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from wanmock.mockserver.app import create_app, fingerprint
+from wanmock.mockserver.app import create_app
 from wanmock.mockserver.clock import SystemClock
 from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.http import fingerprint
 from wanmock.schemas import catalog
 
 from tests.conftest import AUTH, KEY, PROVIDERS, Mock, example_body

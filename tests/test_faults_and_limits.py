@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from wanmock.mockserver.app import ConnectionDropped
 from wanmock.mockserver.config import RateLimit
+from wanmock.mockserver.http import ConnectionDropped
 from wanmock.schemas import catalog
 
 from tests.conftest import AUTH, PROVIDERS, Mock, example_body

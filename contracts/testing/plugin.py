@@ -66,9 +66,9 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from wanmock.contracts.client.engine import AsyncWanClient, WanClient
     from wanmock.contracts.client.transport import ASGIThreadTransport
-    from wanmock.mockserver.app import AppState
     from wanmock.mockserver.clock import ManualClock
     from wanmock.mockserver.config import ServerConfig
+    from wanmock.mockserver.state import AppState
 
 TEST_HEADER = "X-Wanmock-Test"  # wanmock.mockserver.app.TEST_HEADER, spelt as sent
 DEFAULT_KEY = "test-key"

@@ -5,34 +5,8 @@ then, within ``budget`` (default 0: nothing is spent), billable submissions of o
 the cheapest parameters (720P, the shortest duration the schema allows), each polled to the end by
 the reference client at the provider's documented cadence.
 
-The cassette is one file, ``DIR/cassette.json``::
-
-    {
-      "provider": "dashscope",
-      "recorded_at": "2026-05-01T12:00:00Z",          # UTC, when the recording ended
-      "wanmock_version": "0.1.0",
-      "cassette_version": 1,
-      "base_url": "https://dashscope.aliyuncs.com",   # what request paths are relative to
-      "interactions": [                               # every exchange, in the order sent
-        {
-          "request": {"method": "POST", "path": "/api/v1/services/...",   # relative to base_url
-                      "query": {"name": "value"}, "headers": {...}, "body": {...} | "text" | null},
-          "response": {"status": 200, "headers": {...}, "body": {...} | "text" | null},
-          "elapsed": 12.5,      # seconds since the submit of its task (0 for the submit itself);
-                                # for an exchange with no recorded task, since the recording began
-          "task_id": "..." | null,                    # the task a submit created or a poll named
-          "endpoint": "submit" | "poll" | "other",
-          "probe": "refused-key" | "invalid-body" | "unknown-task" | "paid"
-        }
-      ],
-      "tasks": {"<task id>": {"kind": "t2v", "submit": 3, "polls": [4, 5, 6]}}
-    }
-
-``tasks`` holds each task a submit created (a 200 answer with a task id): the index of its
-submit interaction and the indexes of its polls in the order sent, so ``polls`` read with their
-``elapsed`` is the ordered sequence of answers the provider gave over the task's life (retried
-polls included). ``probe`` says why an exchange was sent. An exchange that got no answer (a
-transport error) is not kept.
+The cassette format (one file, ``DIR/cassette.json``) is described, read and written by
+``wanmock.mockserver.cassette``, the module the replay reads it with.
 
 Nothing secret reaches the file: :func:`scrub` runs over every header, query and body before it
 is kept, even in memory. ``Authorization``, ``Proxy-Authorization``, ``X-Api-Key``,
@@ -63,11 +37,10 @@ from wanmock.contracts.client import errors
 from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.engine import WanClient
 from wanmock.contracts.client.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
-from wanmock.mockserver.replay import CASSETTE_FILE, REDACTED
+from wanmock.mockserver.cassette import CASSETTE_FILE, CASSETTE_VERSION, REDACTED, write_cassette
 from wanmock.mockserver.routing import Match, Router
 from wanmock.schemas import catalog, resolve_pointer
 
-CASSETTE_VERSION = 1
 SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"})
 SIGNED_PARAMS = frozenset(
     {"signature", "expires", "ossaccesskeyid", "security-token", "accesskeyid", "x-goog-signature", "sig", "token"}
@@ -380,13 +353,6 @@ def record(
         "interactions": recorder.interactions,
         "tasks": recorder.tasks,
     }
-
-
-def write_cassette(directory: Path, cassette: Mapping[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CASSETTE_FILE
-    path.write_text(json.dumps(cassette, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
 
 
 # -- where to record from -------------------------------------------------------------------

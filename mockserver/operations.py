@@ -1,0 +1,144 @@
+"""The mock's provider operations: submit, poll, cancel and list, on the task store.
+
+This is the "operation" stage of the pipeline (``pipeline.py``) for the live mock: the request
+arrives routed, authenticated, with its body decoded once and its fault rules applied.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from wanmock.mockserver import timing
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.http import shorten
+from wanmock.mockserver.pipeline import Pipeline, RequestContext
+from wanmock.mockserver.state import AppState
+from wanmock.mockserver.tasks import Task
+
+PER_KEY_ALWAYS = "always"
+PER_KEY_OPTION = "option"
+
+
+class TaskOperations:
+    """The live mock's operation stage for one provider."""
+
+    def __init__(self, state: AppState, name: str) -> None:
+        self.state = state
+        self.name = name
+        self.profile = state.served[name].profile
+        self.pipeline = Pipeline(state, name, self)
+        self.per_key = self.tasks_per_key()
+
+    def tasks_per_key(self) -> bool:
+        """Whether a task is readable only with the key that created it (manifest ``task.per_key``:
+        "always", or "option" where only the config option ``<provider>_tasks_per_key`` says so)."""
+        per_key = self.profile.provider.task_fields.get("per_key")
+        if per_key == PER_KEY_OPTION:
+            return bool(getattr(self.state.config.options, f"{self.name}_tasks_per_key", False))
+        return per_key == PER_KEY_ALWAYS
+
+    def refusal(self, rc: RequestContext, error: ApiError) -> Response | None:
+        return None
+
+    async def run(self, rc: RequestContext) -> None:
+        name = rc.endpoint
+        if name == "submit":
+            self.submit(rc)
+            return
+        self.state.limiter.check(self.name, rc.owner, rc.now)
+        if name == "poll":
+            self.poll(rc)
+        elif name == "cancel":
+            self.cancel(rc)
+        else:
+            self.list_tasks(rc)
+
+    def submit(self, rc: RequestContext) -> None:
+        assert rc.match is not None
+        state, profile = self.state, self.profile
+        limit = state.config.rate_limits.get(self.name)
+        unfinished = None
+        if limit is not None and limit.concurrency is not None:  # a shared store would load every task
+            unfinished = sum(
+                1 for t in state.store.tasks(self.name) if t.owner == rc.owner and not t.is_terminal(rc.now)
+            )
+        state.limiter.check(self.name, rc.owner, rc.now, unfinished)
+        body = self.pipeline.json_object(rc)
+        model = profile.model_for(rc.match.params, body)
+        rc.warnings = profile.validate(model, body)
+        params = profile.video_params(model, body)
+        queue, run = timing.plan(state.config.timing, profile.provider, model.kind, params, state.rng)
+        requested_id = rc.match.params.get("model") or body.get("model") or model.id
+        task = Task(
+            id=profile.new_task_id(state.rng),
+            provider=self.name,
+            kind=model.kind,
+            model_id=str(requested_id),
+            params=params,
+            created_at=rc.now,
+            started_at=rc.now + queue,
+            finished_at=rc.now + queue + run,
+            retention_seconds=profile.retention_seconds,
+            test_id=rc.test_id,
+            owner=rc.owner,
+            request=shorten(body),
+            seq=state.store.next_seq(),
+        )
+        scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
+        for rule in state.faults.take(scope, actions=("fail",)):
+            task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
+        state.store.add(task)
+        rc.task_id = task.id
+        rc.reply(200, profile.submit_body(task, rc.ctx))
+
+    def poll(self, rc: RequestContext) -> None:
+        assert rc.task_id is not None  # the poll endpoint always names one
+        task = self.state.store.get(self.name, rc.task_id)
+        if task is None or (self.per_key and task.owner != rc.owner):
+            rc.reply(*self.profile.missing_task(rc.task_id, rc.ctx))
+        else:
+            rc.reply(*self.profile.answer(task, rc.ctx))
+
+    def cancel(self, rc: RequestContext) -> None:
+        assert rc.task_id is not None
+        task = self.state.store.get(self.name, rc.task_id)
+        if task is None or task.is_expired(rc.now):
+            raise ApiError("not_found", f"task {rc.task_id} not found")
+        current = task.state_at(rc.now)
+        if current != "queued":
+            word = self.profile.word(current) if current in self.profile.provider.states else current
+            raise ApiError("conflict", f"only a {self.profile.word('queued')} task can be canceled; it is {word}")
+        task.finish(rc.now, "canceled")
+        self.state.store.save(task)
+        rc.reply(200, {"request_id": rc.ctx.request_id})
+
+    def list_tasks(self, rc: RequestContext) -> None:
+        query = rc.request.query_params
+        try:
+            page_no = int(query.get("page_no", "1"))
+            page_size = int(query.get("page_size", "10"))
+        except ValueError as exc:
+            raise ApiError("invalid_request", "page_no and page_size must be integers") from exc
+        if page_no < 1 or not 1 <= page_size <= 100:
+            raise ApiError("invalid_request", "page_no must be >= 1 and page_size from 1 to 100")
+        rows = []
+        for task in reversed(self.state.store.tasks(self.name, rc.test_id)):
+            current = task.state_at(rc.now)
+            if current == "expired":
+                continue
+            word = self.profile.word(current)
+            if query.get("status") and query["status"] != word:
+                continue
+            if query.get("model_name") and query["model_name"] != task.model_id:
+                continue
+            rows.append({"task_id": task.id, "task_status": word, "model_name": task.model_id})
+        page = rows[(page_no - 1) * page_size : page_no * page_size]
+        rc.reply(
+            200,
+            {
+                "request_id": rc.ctx.request_id,
+                "data": page,
+                "total": len(rows),
+                "page_no": page_no,
+                "page_size": page_size,
+            },
+        )

@@ -1,0 +1,293 @@
+"""One provider request, in explicit stages, shared by the live mock and the replay.
+
+    route -> authenticate -> read and decode the body (once) -> faults -> the operation
+          -> drift -> journal -> respond
+
+A ``RequestContext`` is built when the request arrives and carries everything a later stage
+needs: the matched endpoint, the key's owner, the raw and decoded body, the task id, the answer.
+The operation — the mock's task lifecycle (``operations.py``) or a cassette (``replay.py``) — is
+the only stage that differs. Every refusal is an ``ApiError``, answered by the provider's profile
+in its own envelope; nothing a client sends can produce a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from wanmock.mockserver.errors import ApiError, kind_for_status
+from wanmock.mockserver.http import (
+    TEST_HEADER,
+    ConnectionDropped,
+    DroppedResponse,
+    bearer_token,
+    decode_json,
+    fingerprint,
+    json_refusal,
+    read_body,
+    scrubbed_headers,
+    shorten,
+)
+from wanmock.mockserver.profiles import Context
+from wanmock.mockserver.routing import Match, WrongMethod
+from wanmock.mockserver.state import AppState
+from wanmock.mockserver.store import JournalEntry
+from wanmock.mockserver.tasks import Task
+from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
+
+log = logging.getLogger("wanmock")
+
+
+@dataclass
+class RequestContext:
+    """One request on its way through the pipeline: what the stages learnt and the answer."""
+
+    request: Request
+    prefix: str  # where the provider is mounted ("" or "/dashscope")
+    path: str  # the path below the prefix, which the provider's router matches
+    now: float
+    test_id: str | None
+    ctx: Context  # what the provider's profile needs to answer
+    match: Match | None = None
+    token: str | None = None
+    owner: str = ""  # the key's fingerprint
+    raw: bytes = b""
+    body: Any = None  # the decoded JSON body (None: no body, or not JSON: see body_error)
+    body_error: ApiError | None = None
+    task_id: str | None = None
+    scope: dict[str, str | None] = field(default_factory=dict)  # what fault rules match on
+    status: int = 200
+    answer: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    response: Response | None = None  # a ready response (a recorded answer, a dropped connection)
+    warnings: list[str] = field(default_factory=list)  # accepted-but-undocumented input, told back
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.match.endpoint.name if self.match is not None else None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    def reply(self, status: int, answer: Any, headers: dict[str, str] | None = None) -> None:
+        self.status, self.answer, self.headers = status, answer, headers or {}
+
+
+class Operation(Protocol):
+    """The stage that differs between the mock and the replay: answer a routed, authenticated
+    request (set ``rc.status``/``rc.answer``, or ``rc.response``) or raise ApiError."""
+
+    async def run(self, rc: RequestContext) -> None: ...
+
+    def refusal(self, rc: RequestContext, error: ApiError) -> Response | None:
+        """A ready answer to ``error`` instead of the profile's (a replay's recorded one)."""
+        ...
+
+
+class Pipeline:
+    """The stages of one provider's requests; ``operation`` answers the routed ones."""
+
+    def __init__(self, state: AppState, name: str, operation: Operation, *, journal: bool = True) -> None:
+        self.state = state
+        self.name = name
+        self.profile = state.served[name].profile
+        self.router = state.served[name].router
+        self.operation = operation
+        self.journaled = journal
+
+    def begin(self, request: Request, prefix: str, path: str) -> RequestContext:
+        now = self.state.now()
+        base = str(request.base_url).rstrip("/")
+        retention = self.profile.retention_seconds
+        links = self.state.links
+
+        def result_url(task: Task) -> str:
+            return links.url(base, task, task.created_at + retention)
+
+        ctx = Context(now, base, prefix, request.url.path, self.state.request_id(), result_url)
+        return RequestContext(request, prefix, path, now, request.headers.get(TEST_HEADER), ctx)
+
+    async def handle(self, request: Request, prefix: str, path: str) -> Response:
+        rc = self.begin(request, prefix, path)
+        try:
+            self.route(rc)
+            self.authenticate(rc)
+            await self.read_body(rc)
+            self.name_task(rc)
+            await self.faults(rc)
+            await self.operation.run(rc)
+        except ApiError as error:
+            self.refuse(rc, error)
+        except ConnectionDropped:
+            self.journal(rc, dropped=True)
+            return DroppedResponse()
+        except Exception:  # a bug must still answer in the provider's shape, never a bare 500
+            log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
+            rc.reply(*self.profile.error_answer(ApiError("server_error", "wanmock internal error"), rc.ctx))
+        self.drift(rc)
+        self.journal(rc)
+        return self.respond(rc)
+
+    # -- the stages, in order -------------------------------------------------------------
+
+    def route(self, rc: RequestContext) -> None:
+        found = self.router.match(rc.method, rc.path)
+        if found is None:
+            raise ApiError("not_found", f"no such endpoint: {rc.method} {rc.path}")
+        if isinstance(found, WrongMethod):
+            allowed = ", ".join(found.allowed)
+            raise ApiError("method_not_allowed", f"{rc.method} not allowed; allowed: {allowed}")
+        rc.match = found
+
+    def authenticate(self, rc: RequestContext) -> None:
+        token = rc.token = bearer_token(rc.request)
+        if not token or not self.profile.config.key_accepted(token):
+            raise ApiError("unauthorized", "missing Authorization header" if token is None else "invalid API key")
+        rc.owner = fingerprint(token)
+
+    async def read_body(self, rc: RequestContext) -> None:
+        """Read a POST body (size capped) and decode it, once: a body that is not JSON is kept
+        with the reason, for the operations that need JSON to refuse it."""
+        if rc.method != "POST":
+            return
+        rc.raw = await read_body(rc.request, self.profile.config.max_body_bytes)
+        if rc.raw:
+            try:
+                rc.body = decode_json(rc.raw)
+            except (ValueError, RecursionError) as exc:
+                rc.body_error = json_refusal(exc)
+
+    def name_task(self, rc: RequestContext) -> None:
+        """The task id the request names, in its path or (AI/ML API) its query."""
+        assert rc.match is not None
+        if "task_id" in rc.match.params:
+            rc.task_id = rc.match.params["task_id"]
+            return
+        for param, placeholder in rc.match.endpoint.query.items():
+            if placeholder == "{task_id}":
+                value = rc.request.query_params.get(param)
+                if not value:
+                    raise ApiError("invalid_request", f"the query parameter '{param}' is required")
+                rc.task_id = value
+
+    async def faults(self, rc: RequestContext) -> None:
+        """Apply the latency, drop and error rules that fire; keep the scope, so that fail rules
+        can be taken once a task is really created."""
+        assert rc.match is not None
+        rules = self.state.faults
+        body = rc.body
+        model_id = rc.match.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
+        if model_id is None and rc.task_id is not None and any(r.model for r in rules.rules()):
+            task = self.state.store.get(self.name, rc.task_id)  # only a model-scoped rule needs its model
+            model_id = task.model_id if task else None
+        model = self.profile.provider.model_for_id(model_id) if isinstance(model_id, str) else None
+        rc.scope = {
+            "provider": self.name,
+            "endpoint": rc.endpoint,
+            "task_id": rc.task_id,
+            "test_id": rc.test_id,
+            "kind": model.kind if model else None,
+            "model_id": model_id if isinstance(model_id, str) else None,
+        }
+        fired = rules.take(rc.scope, actions=("latency", "drop", "error"))
+        for rule in fired:
+            if rule.action == "latency":
+                await asyncio.sleep(rule.latency_seconds)
+        for rule in fired:
+            if rule.action == "drop":
+                raise ConnectionDropped(rule.id)
+            if rule.action == "error":
+                status = rule.status or 500
+                raise ApiError(
+                    kind_for_status(status),
+                    rule.message or f"wanmock fault rule {rule.id}",
+                    status=status,
+                    code=rule.code,
+                    retry_after=rule.retry_after,
+                    verbatim=rule.message is not None,
+                )
+
+    def refuse(self, rc: RequestContext, error: ApiError) -> None:
+        recorded = self.operation.refusal(rc, error)
+        if recorded is not None:
+            rc.response = recorded
+            return
+        status, body = self.profile.error_answer(error, rc.ctx)
+        headers = dict(error.headers)
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        if error.kind == "method_not_allowed":
+            headers.setdefault("Allow", error.detail.rpartition("allowed: ")[2])
+        rc.reply(status, body, headers)
+
+    def drift(self, rc: RequestContext) -> None:
+        if rc.response is None:
+            rc.status, rc.answer = self.state.drift.apply(self.profile.provider, rc.endpoint, rc.status, rc.answer)
+
+    def journal(self, rc: RequestContext, *, dropped: bool = False) -> None:
+        if not self.journaled:
+            return
+        request = rc.request
+        if rc.body is not None:
+            request_body = shorten(rc.body)
+        elif rc.raw:
+            request_body = shorten(rc.raw.decode("utf-8", "replace"))
+        else:
+            request_body = None
+        store = self.state.store
+        store.append(
+            JournalEntry(
+                seq=store.next_seq(),
+                at=rc.now,
+                provider=self.name,
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query,
+                status=0 if dropped else rc.status,
+                test_id=rc.test_id,
+                task_id=rc.task_id,
+                endpoint=rc.endpoint,
+                request_body=request_body,
+                response_body=None if dropped else shorten(rc.answer),
+                request_headers=scrubbed_headers(request),
+                warnings=list(rc.warnings),
+            )
+        )
+
+    def respond(self, rc: RequestContext) -> Response:
+        if rc.response is not None:
+            return rc.response
+        if rc.method == "HEAD":
+            response = Response(status_code=rc.status, headers=rc.headers, media_type="application/json")
+        else:
+            response = JSONResponse(rc.answer, status_code=rc.status, headers=rc.headers)
+        for text in rc.warnings:
+            response.headers.append(WARNING_HEADER, header_text(text))
+        return response
+
+    # -- shared by the operations ---------------------------------------------------------
+
+    def json_object(self, rc: RequestContext) -> dict[str, Any]:
+        """The submit body as a JSON object, after the endpoint's required headers and content
+        type; refused as the provider would refuse it otherwise."""
+        assert rc.match is not None
+        request = rc.request
+        for header, value in rc.match.endpoint.headers.items():
+            if request.headers.get(header, "").strip().lower() != value.lower():
+                raise ApiError("missing_async_header", f"the header {header}: {value} is required")
+        expected = rc.match.endpoint.content_type or "application/json"
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != expected:
+            raise ApiError("unsupported_media_type", f"Content-Type must be {expected}, got {content_type or 'none'}")
+        if not rc.raw:
+            raise ApiError("invalid_json", "the request body is empty")
+        if rc.body_error is not None:
+            raise rc.body_error
+        if not isinstance(rc.body, dict):
+            raise ApiError("invalid_request", f"the body must be a JSON object, not {type(rc.body).__name__}")
+        return rc.body

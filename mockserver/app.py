@@ -28,6 +28,7 @@ from wanmock.mockserver.results import FILES_PREFIX, ResultLinks
 from wanmock.mockserver.routing import Router
 from wanmock.mockserver.state import AppState, Served
 from wanmock.mockserver.store import MemoryStore, TaskStore
+from wanmock.mockserver.uploads import UPLOADS_PREFIX, upload
 
 
 def create_app(config: ServerConfig | None = None, store: TaskStore | None = None) -> Starlette:
@@ -56,6 +57,7 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
     routes = [
         *admin_routes(),
         Route(FILES_PREFIX + "/{provider}/{name}", download, methods=["GET", "HEAD"]),
+        Route(UPLOADS_PREFIX + "/{provider}", upload, methods=["POST"]),
         Route("/{path:path}", dispatcher),
     ]
 

@@ -3,7 +3,7 @@ behaviour the providers do not document (each default is stated in the README)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from wanmock.mockserver.clock import Clock, SystemClock
@@ -36,9 +36,17 @@ class Options:
     aimlapi_status_code_as_string: bool = True
     # HTTP status for an unknown or expired AI/ML API generation_id (not documented).
     aimlapi_unknown_status: int = 404
-    # Status and code DashScope answers when X-DashScope-Async is missing (not documented).
-    dashscope_sync_status: int = 400
-    dashscope_sync_code: str = "InvalidParameter"
+    # Status and code DashScope answers when X-DashScope-Async is missing; None: error.json's
+    # (403 AccessDenied, a live probe: shared/providers.md 7.1).
+    dashscope_sync_status: int | None = None
+    dashscope_sync_code: str | None = None
+    # A wan2.7-i2v body without input.media: "refuse" answers 400 at submit (DashScope's page says
+    # media is required); "fail_task" accepts it and the task fails (a live probe): x-conflicts.
+    i2v_missing_media: str = "refuse"
+    # APIYI's video-edit reference_image count: "1-5" (APIYI's page) or "0-4" (upstream): x-conflicts.
+    apiyi_reference_images: str = "1-5"
+    # Modellix team balance answered by GET /api/v1/team/balance (data.balance).
+    modellix_balance: float = 100.0
     # Modellix task ids readable only with the key that created them (third-party source only).
     modellix_tasks_per_key: bool = False
     # How long a task stays queryable where the provider does not say (AI/ML API).
@@ -52,6 +60,38 @@ class Options:
     refuse_undocumented: bool = False
     # Ratio of an image-to-video output (it follows the input image, which the mock cannot see).
     i2v_ratio: str = "16:9"
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"option {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+
+    def set(self, assignment: str) -> None:
+        """Set one option from ``NAME=VALUE`` text (``wanmock serve --option``), typed as its default."""
+        name, sep, text = assignment.partition("=")
+        known = {f.name: f for f in fields(self)}
+        if not sep or name not in known or isinstance(getattr(self, name), dict):
+            settable = ", ".join(n for n in known if not isinstance(getattr(self, n), dict))
+            raise ValueError(f"--option takes NAME=VALUE with NAME one of {settable}; got {assignment!r}")
+        current = getattr(self, name)
+        value: object = text
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"option {name} takes true or false, not {text!r}")
+            value = text.lower() in ("true", "1", "yes")
+        elif isinstance(current, int) or name in ("dashscope_sync_status",):
+            value = int(text)
+        elif isinstance(current, float):
+            value = float(text)
+        setattr(self, name, value)
+        self.__post_init__()
+
+
+CHOICES = {
+    "apiyi_error_shape": ("gateway", "upstream"),
+    "i2v_missing_media": ("refuse", "fail_task"),
+    "apiyi_reference_images": ("1-5", "0-4"),
+}
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from wanmock.mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
-from wanmock.mockserver.config import TIMINGS, ServerConfig, all_providers
+from wanmock.mockserver.config import TIMINGS, Options, ServerConfig, all_providers
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -65,6 +65,14 @@ def add_parser(subparsers: Any) -> None:
         help="manual: time moves only through POST /__admin/clock/advance",
     )
     parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes)
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a behaviour option (docs/MOCK_SERVER.md), e.g. refuse_undocumented=true, "
+        "i2v_missing_media=fail_task, apiyi_reference_images=0-4, modellix_balance=12.5; repeatable",
+    )
     parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
     parser.set_defaults(handler=run)
@@ -85,7 +93,11 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     store = args.store.partition("://")[0].partition("?")[0]
     if store not in STORES:
         raise ValueError(f"unsupported --store {args.store!r}; supported: memory, sqlite:///PATH, redis://HOST:PORT/DB")
+    options = Options()
+    for assignment in getattr(args, "option", None) or []:
+        options.set(assignment)
     return ServerConfig(
+        options=options,
         providers=all_providers() if args.provider == "all" else (args.provider,),
         timing=args.timing,
         seed=args.seed,

@@ -156,3 +156,196 @@ def test_the_documented_fields_check_warns_without_failing_unless_strict() -> No
     assert "<failure" in strict.junit()
     clean = run_checks(_case_with({"model": "wan2.7-t2v", "input": {"prompt": "a cat"}}))
     assert not [f for f in clean if f.check == "client_sends_only_documented_fields"]
+
+
+# -- 7.1: DashScope, to the letter ----------------------------------------------------------
+
+DS_SUBMIT = "/api/v1/services/aigc/video-generation/video-synthesis"
+T2V = {"model": "wan2.7-t2v", "input": {"prompt": "a cat"}}
+
+
+def test_dashscope_without_the_async_header_is_access_denied(make_mock: Any) -> None:
+    mock = make_mock(providers=("dashscope",))
+    answer = mock.post(DS_SUBMIT, json=T2V, headers={"Authorization": "Bearer k"})
+    assert answer.status_code == 403
+    assert answer.json()["code"] == "AccessDenied"
+    assert answer.json()["message"] == "current user api does not support synchronous calls"
+    old = make_mock(
+        providers=("dashscope",), options=Options(dashscope_sync_status=400, dashscope_sync_code="InvalidParameter")
+    )
+    assert old.post(DS_SUBMIT, json=T2V, headers={"Authorization": "Bearer k"}).status_code == 400
+
+
+def test_dashscope_401_texts_are_the_documented_ones(make_mock: Any) -> None:
+    mock = make_mock(providers=("dashscope",))
+    missing = mock.post(DS_SUBMIT, json=T2V, headers={"X-DashScope-Async": "enable"})
+    refused = mock.post(DS_SUBMIT, json=T2V, headers={"X-DashScope-Async": "enable", "Authorization": "Bearer invalid"})
+    assert (missing.status_code, missing.json()["code"], missing.json()["message"]) == (
+        401,
+        "InvalidApiKey",
+        "No API-key provided.",
+    )
+    assert (refused.status_code, refused.json()["message"]) == (401, "Invalid API-key provided.")
+
+
+def test_dashscope_cancel_answers_as_documented(make_mock: Any) -> None:
+    mock = make_mock(providers=("dashscope",))
+    task = mock.task_id("dashscope", mock.submit("dashscope", "t2v", T2V))
+    canceled = mock.post(f"/api/v1/tasks/{task}/cancel", headers={"Authorization": "Bearer k"})
+    assert canceled.status_code == 200
+    assert set(canceled.json()) == {"request_id"}
+    again = mock.post(f"/api/v1/tasks/{task}/cancel", headers={"Authorization": "Bearer k"})
+    assert again.status_code == 400
+    assert again.json()["code"] == "UnsupportedOperation"
+    assert again.json()["message"] == "Failed to cancel the task, please confirm if the task is in PENDING status."
+
+
+def test_dashscope_throttling_is_rate_quota(make_mock: Any) -> None:
+    from wanmock.mockserver.config import RateLimit
+
+    mock = make_mock(providers=("dashscope",), rate_limits={"dashscope": RateLimit(rpm=1)})
+    assert mock.submit("dashscope", "t2v", T2V).status_code == 200
+    throttled = mock.submit("dashscope", "t2v", T2V)
+    assert throttled.status_code == 429
+    assert throttled.json()["code"] == "Throttling.RateQuota"
+    assert throttled.json()["message"] == "Requests rate limit exceeded, please try again later."
+
+
+def test_dashscope_wrong_service_path_is_url_error(make_mock: Any) -> None:
+    mock = make_mock(providers=("dashscope",))
+    body = case("dashscope", "valid-i2v-first_frame")["instance"]
+    headers = {"Authorization": "Bearer k", "X-DashScope-Async": "enable"}
+    answer = mock.post("/api/v1/services/aigc/image2video/video-synthesis", json=body, headers=headers)
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "InvalidParameter"
+    assert answer.json()["message"] == "url error, please check url!"
+    assert mock.get("/api/v1/nothing", headers=headers).status_code == 404
+
+
+def test_dashscope_task_list_is_the_documented_one(make_mock: Any) -> None:
+    from wanmock.schemas import catalog
+
+    mock = make_mock(providers=("dashscope",))
+    auth = {"Authorization": "Bearer k"}
+    first = mock.task_id("dashscope", mock.submit("dashscope", "t2v", T2V))
+    mock.advance(3600)
+    i2v = mock.submit("dashscope", "i2v", case("dashscope", "valid-i2v-first_frame")["instance"])
+    second = mock.task_id("dashscope", i2v)
+    listed = mock.get("/api/v1/tasks", headers=auth).json()
+    schema = catalog().load("dashscope", "list-response")
+    assert schema.issues(listed) == []
+    assert (listed["total"], listed["total_page"], listed["page_no"], listed["page_size"]) == (2, 1, 1, 10)
+    assert [row["task_id"] for row in listed["data"]] == [second, first]
+    row = listed["data"][1]
+    assert row["status"] == "SUCCEEDED"
+    assert "task_status" not in row
+    assert row["gmt_create"] < row["start_time"] <= row["end_time"]
+    assert {"region", "api_key_id", "caller_uid", "caller_parent_id", "request_id", "user_api_unique_key"} <= set(row)
+
+    def ids(**query: Any) -> list[str]:
+        answer = mock.get("/api/v1/tasks", headers=auth, params=query)
+        assert answer.status_code == 200, answer.text
+        return [row["task_id"] for row in answer.json()["data"]]
+
+    assert ids(task_id=first) == [first]
+    assert ids(model_name="wan2.7-i2v") == [second]
+    assert ids(status="PENDING") == [second]
+    assert ids(page_size=1, page_no=2) == [first]
+    from datetime import datetime
+
+    from wanmock.mockserver.profiles.dashscope import UTC8
+
+    def stamp(seconds: float) -> str:
+        return datetime.fromtimestamp(seconds, UTC8).strftime("%Y%m%d%H%M%S")
+
+    now = mock.clock.now()
+    assert ids(start_time=stamp(now - 60), end_time=stamp(now + 60)) == [second]
+    assert ids(end_time=stamp(now - 1800)) == [first]
+    for bad in ({"start_time": stamp(now - 90000), "end_time": stamp(now)}, {"start_time": "2026-11-30"}):
+        refused = mock.get("/api/v1/tasks", headers=auth, params=bad)
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "InvalidParameter"
+
+
+def test_dashscope_upload_policy_and_upload_host(make_mock: Any) -> None:
+    from wanmock.schemas import catalog
+
+    mock = make_mock(providers=("dashscope",))
+    auth = {"Authorization": "Bearer k"}
+    policy = mock.get("/api/v1/uploads", headers=auth, params={"action": "getPolicy", "model": "wan2.7-i2v"})
+    assert policy.status_code == 200
+    assert catalog().load("dashscope", "upload-policy-response").issues(policy.json()) == []
+    data = policy.json()["data"]
+    host = data["upload_host"].removeprefix("http://mock")
+    form = {"key": data["upload_dir"] + "/a.png", "policy": data["policy"], "success_action_status": "200"}
+    stored = mock.post(host, data=form, files={"file": ("a.png", b"\x89PNG", "image/png")})
+    assert (stored.status_code, stored.content) == (200, b"")
+    nokey = mock.post(host, data={"policy": "x"}, files={"file": ("a.png", b"x", "image/png")})
+    assert nokey.status_code == 400
+    assert b"<Code>InvalidArgument</Code>" in nokey.content
+    body = {"model": "wan2.7-i2v", "input": {"media": [{"type": "first_frame", "url": f"oss://{form['key']}"}]}}
+    resolved = mock.submit("dashscope", "i2v", body, headers={"X-DashScope-OssResourceResolve": "enable"})
+    assert resolved.status_code == 200
+
+
+def test_dashscope_usage_may_carry_fps_and_the_images_ratio() -> None:
+    from wanmock.schemas import catalog
+
+    ok = case("dashscope", "valid-poll-succeeded-fps-image-ratio")
+    assert catalog().validate("dashscope", "poll-response", ok["instance"]) == []
+
+
+def test_dashscope_regional_hosts_are_in_the_manifest_and_the_openapi_servers() -> None:
+    from wanmock.schemas import catalog
+    from wanmock.schemas.openapi import openapi_document
+
+    regions = catalog().provider("dashscope").manifest["regions"]
+    urls = [r["url"] for r in regions]
+    assert urls[:3] == [
+        "https://dashscope.aliyuncs.com",
+        "https://dashscope-intl.aliyuncs.com",
+        "https://dashscope-us.aliyuncs.com",
+    ]
+    servers = [s["url"] for s in openapi_document("dashscope")["servers"]]
+    assert servers == urls
+
+
+# -- 6: conflicts stay visible ------------------------------------------------------------------
+
+
+def test_i2v_without_media_is_refused_by_default_or_fails_the_task(make_mock: Any) -> None:
+    body = {"model": "wan2.7-i2v", "input": {"prompt": "a cat"}}
+    strict = make_mock(providers=("dashscope",))
+    refused = strict.submit("dashscope", "i2v", body)
+    assert refused.status_code == 400
+    assert "$.input.media" in refused.json()["message"]
+    later = make_mock(providers=("dashscope",), options=Options(i2v_missing_media="fail_task"))
+    accepted = later.submit("dashscope", "i2v", body)
+    assert accepted.status_code == 200
+    assert "fail with 'Field required: input.media'" in accepted.headers[WARNING]
+    later.advance(3600)
+    polled = later.poll("dashscope", later.task_id("dashscope", accepted)).json()
+    assert polled["output"]["task_status"] == "FAILED"
+    assert polled["output"]["message"] == "Field required: input.media"
+
+
+def test_apiyi_reference_image_count_follows_the_page_or_the_upstream(make_mock: Any) -> None:
+    five = case("apiyi", "valid_videoedit_five_references")["instance"]
+    video_only = {**five, "input": {**five["input"], "media": five["input"]["media"][:1]}}
+    page = make_mock(providers=("apiyi",))
+    assert page.submit("apiyi", "videoedit", five).status_code == 200
+    assert page.submit("apiyi", "videoedit", video_only).status_code == 400
+    upstream = make_mock(providers=("apiyi",), options=Options(apiyi_reference_images="0-4"))
+    assert upstream.submit("apiyi", "videoedit", five).status_code == 400
+    assert upstream.submit("apiyi", "videoedit", video_only).status_code == 200
+
+
+def test_options_are_checked_and_settable_by_name() -> None:
+    options = Options()
+    options.set("refuse_undocumented=true")
+    options.set("modellix_balance=12.5")
+    options.set("dashscope_sync_status=400")
+    assert (options.refuse_undocumented, options.modellix_balance, options.dashscope_sync_status) == (True, 12.5, 400)
+    for bad in ("nope=1", "i2v_missing_media=sometimes", "refuse_undocumented=maybe", "retention_seconds=1"):
+        with pytest.raises(ValueError, match="option"):
+            Options().set(bad)

@@ -20,7 +20,7 @@ from schemathesis.config import SchemathesisConfig
 from wanmock.mockserver.app import create_app
 from wanmock.mockserver.cli import main
 from wanmock.mockserver.clock import ManualClock
-from wanmock.mockserver.config import ServerConfig
+from wanmock.mockserver.config import Options, ServerConfig
 from wanmock.schemas import catalog
 from wanmock.schemas.catalog import ROOT
 from wanmock.schemas.openapi import openapi_document
@@ -41,7 +41,9 @@ def test_document_is_valid_openapi_3_1(provider: str) -> None:
 def test_document_is_built_from_the_manifest(provider: str) -> None:
     p = catalog().provider(provider)
     document = openapi_document(provider)
-    assert document["servers"] == [{"url": p.base_url}]
+    hosts = [r["url"] for r in p.manifest.get("regions", [{"url": p.base_url}])]
+    assert [s["url"] for s in document["servers"]] == hosts
+    assert hosts[0] == p.base_url
     assert document["x-source"] == p.manifest["x-source"]
     [(name, scheme)] = document["components"]["securitySchemes"].items()
     assert scheme == {"type": "http", "scheme": p.manifest["auth"]["scheme"].lower()}
@@ -129,9 +131,14 @@ def test_document_accepts_exactly_what_the_schema_files_accept(provider: str) ->
             file = catalog().schema_file(provider, message, kind, state)
             schema = {"$ref": "#/components/schemas/" + file.removesuffix(".json")}
         validator = _document_validator(document, _rebased(schema))
-        expected = catalog().validate(provider, message, case["instance"], kind=kind, state=state) == []
+        # The document holds the documented contract: what a provider accepts undocumented (the
+        # corpus's warnings_at) is outside it, as with --strict.
+        expected = catalog().validate(provider, message, case["instance"], kind=kind, state=state, strict=True) == []
+        assert expected is (case["valid"] and not case.get("warnings_at")), path.name
+        if message == "submit" and catalog().load(provider, message, kind).go_integers and "5.0" in json.dumps(case["instance"]):
+            assert validator.is_valid(case["instance"]), path.name  # JSON Schema cannot tell 5.0 from 5
+            continue
         assert validator.is_valid(case["instance"]) is expected, path.name
-        assert expected is case["valid"], path.name
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -174,7 +181,11 @@ STATEFUL_STEPS = 6
 EXCLUDED: dict[tuple[str, str], dict[str, str]] = {
     ("dashscope", "cancel"): {
         "positive_data_acceptance": "only a PENDING task can be canceled (manifest, [D3][D6]): canceling a task "
-        "twice is a schema-valid request that DashScope refuses (400 InvalidParameter in the mock)",
+        "twice is a schema-valid request that DashScope refuses (400 UnsupportedOperation [D3])",
+    },
+    ("dashscope", "upload_policy"): {
+        "positive_data_acceptance": "the SDK's getPolicy call is known from the SDK's source only (action=getPolicy); "
+        "the document types its query parameters as strings and cannot tell that action=x is refused",
     },
     ("dashscope", "list"): {
         "positive_data_acceptance": "the list's query parameters are documented by name only (their types and "
@@ -290,6 +301,21 @@ for _provider, _schema in SCHEMAS.items():
     _schema.app = SLOTS[_provider]
 
 
+def _integral_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_integral_float(v) for v in value.values())
+    return isinstance(value, list) and any(_integral_float(v) for v in value)
+
+
+@SCHEMAS["apiyi"].hook
+def filter_body(context: Any, body: Any) -> bool:
+    """APIYI decodes integers into Go ints and refuses 12.0, which JSON Schema (so the document)
+    counts as the integer 12: such bodies say nothing about the document and are left out."""
+    return not _integral_float(body)
+
+
 @pytest.fixture(scope="module")
 def mock_apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One in-process mock per provider, served at the root, accepting only the test key (so
@@ -302,6 +328,9 @@ def mock_apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                 seed=1,
                 keys=frozenset({KEY}),
                 media_dir=tmp_path_factory.mktemp("media"),
+                # The document is the documented contract: what a provider accepts although its
+                # pages do not document it is refused here, as the document says.
+                options=Options(refuse_undocumented=True),
             )
         )
         for provider in PROVIDERS

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
 from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.dashboard import dashboard_routes  # the page at /__admin/ui and its reads
 from wanmock.mockserver.drift import DriftRule, DriftRuleError
 from wanmock.mockserver.faults import FaultRule, RuleError
 from wanmock.mockserver.http import TEST_HEADER, decode_json
@@ -251,8 +252,8 @@ async def unknown(request: Request) -> JSONResponse:
     allowed = sorted(
         {
             method
-            for route in ROUTES
-            if route.methods and route.matches(request.scope)[0] is not Match.NONE
+            for route in request.app.router.routes  # the control plane's and the dashboard's
+            if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE
             for method in route.methods
         }
     )
@@ -272,4 +273,4 @@ class _Fallback:
 
 
 def admin_routes() -> list[BaseRoute]:
-    return [*ROUTES, Route("/__admin", _Fallback()), Route("/__admin/{rest:path}", _Fallback())]
+    return [*ROUTES, *dashboard_routes(), Route("/__admin", _Fallback()), Route("/__admin/{rest:path}", _Fallback())]

@@ -210,6 +210,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if len(config.providers) > 1:
         out.write(f"  (modellix, aimlapi and apiyi also at {origin}/)\n")
     out.write(f"  control    {origin}/__admin/health\n")
+    out.write(f"  dashboard  {origin}/__admin/ui/\n")
     if args.workers > 1:
         out.write(f"  ({args.workers} workers sharing {args.store})\n")
     out.flush()

@@ -1,0 +1,301 @@
+"""The dashboard at /__admin/ui: its files and read endpoints in-process, then the page itself in a
+real headless Chromium (Debian's `chromium`, driven by Playwright) against `wanmock serve --clock
+manual` on port 0. Each browser step leaves a screenshot in $WANMOCK_ARTIFACTS (or the test's
+tmp_path)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from wanmock.schemas import catalog, resolve_pointer
+
+from tests.conftest import Mock, example_body, submit_headers
+from tests.test_serve_cli import Server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+# -- the files and the read endpoints, in-process ----------------------------------------------
+
+
+def test_the_page_and_its_assets_are_served_from_the_package(mock: Mock) -> None:
+    moved = mock.get("/__admin/ui")
+    assert moved.status_code == 308
+    assert moved.headers["location"].endswith("/__admin/ui/")
+    page = mock.get("/__admin/ui/")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<script src="app.js"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"), ("index.html", "text/html")):
+        asset = mock.get(f"/__admin/ui/{name}")
+        assert asset.status_code == 200
+        assert asset.headers["content-type"].startswith(kind)
+    assert "http" not in mock.get("/__admin/ui/app.js").text.split("TOKEN_HEADER")[0]  # no CDN, no remote code
+
+
+def test_unknown_files_and_methods_are_refused_loudly(mock: Mock) -> None:
+    assert mock.get("/__admin/ui/../admin.py").status_code == 404
+    assert mock.get("/__admin/ui/secrets.json").json() == {"error": "no dashboard file 'secrets.json'"}
+    refused = mock.post("/__admin/ui/app.js")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+    assert mock.post("/__admin/changes").headers["allow"] == "GET, HEAD"
+
+
+def submit(m: Mock, provider: str = "dashscope", **headers: str) -> str:
+    created = m.submit(provider, "t2v", example_body(provider, "t2v"), headers=headers)
+    assert created.status_code == 200, created.text
+    return m.task_id(provider, created)
+
+
+def test_changes_moves_when_what_the_page_shows_moves(mock: Mock) -> None:
+    first = mock.get("/__admin/changes").json()
+    assert first["changed"] is True  # no version given: everything is new
+    assert (first["clock"], first["now"], first["tasks"]) == ("manual", mock.clock.now(), 0)
+    same = mock.get("/__admin/changes", params={"since": first["version"]}).json()
+    assert same["changed"] is False
+    task_id = submit(mock)
+    created = mock.get("/__admin/changes", params={"since": first["version"]}).json()
+    assert created["changed"] is True
+    assert created["tasks"] == 1
+    mock.advance(60)  # the task's state moves with the clock: so does the version
+    moved = mock.get("/__admin/changes", params={"since": created["version"]}).json()
+    assert moved["changed"] is True
+    with_journal = mock.get("/__admin/changes", params={"journal": "1"}).json()
+    assert with_journal["journal"] == 1
+    assert mock.poll("dashscope", task_id).status_code == 200
+    assert mock.get("/__admin/changes", params={"since": moved["version"]}).json()["changed"] is False
+    polled = mock.get("/__admin/changes", params={"since": with_journal["version"], "journal": "1"}).json()
+    assert (polled["changed"], polled["journal"]) == (True, 2)
+    mock.post("/__admin/faults", json={"action": "latency", "latency_seconds": 0})
+    assert mock.get("/__admin/changes", params={"since": moved["version"]}).json()["changed"] is True
+
+
+def test_catalog_names_what_the_forms_offer(mock: Mock) -> None:
+    from wanmock.mockserver.drift import KINDS
+    from wanmock.mockserver.faults import ACTIONS as FAULT_ACTIONS
+
+    names = mock.get("/__admin/catalog").json()
+    assert sorted(names["providers"]) == sorted(catalog().providers)
+    dashscope = catalog().provider("dashscope")
+    assert names["providers"]["dashscope"]["states"]["running"] == dashscope.states["running"].word
+    assert names["providers"]["dashscope"]["models"]["t2v"] == list(dashscope.models["t2v"].ids)
+    assert names["fault_actions"] == list(FAULT_ACTIONS)
+    assert names["drift_kinds"] == list(KINDS)
+
+
+def test_result_link_exists_once_the_task_succeeded(mock: Mock) -> None:
+    task_id = submit(mock)
+    early = mock.get(f"/__admin/tasks/dashscope/{task_id}/result")
+    assert early.status_code == 409
+    assert early.json() == {"error": f"task {task_id} is queued; only a succeeded task has a result"}
+    assert mock.get("/__admin/tasks/dashscope/nope/result").status_code == 404
+    mock.advance(3600)
+    url = mock.get(f"/__admin/tasks/dashscope/{task_id}/result").json()["url"]
+    assert url == mock.result_url("dashscope", mock.poll("dashscope", task_id))  # what a poll hands out
+    video = mock.get(url)
+    assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")
+
+
+# -- the page in a real browser ------------------------------------------------------------------
+
+
+class Shots:
+    """Screenshots of each step, numbered, in $WANMOCK_ARTIFACTS or the test's tmp_path."""
+
+    def __init__(self, page: Any, directory: Path) -> None:
+        self.page, self.directory, self.count = page, directory, 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, name: str, full_page: bool = True) -> Path:
+        self.count += 1
+        path = self.directory / f"{self.count:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+
+def wait_until(page: Any, expression: str, timeout: float = 30) -> None:
+    """Poll a page expression until it is truthy (the page's Content-Security-Policy forbids the
+    string evaluation that Playwright's wait_for_function uses)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        page.wait_for_timeout(50)
+
+
+def artefacts(tmp_path: Path, name: str) -> Path:
+    base = os.environ.get("WANMOCK_ARTIFACTS")
+    return Path(base) / name if base else tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """A fresh `wanmock serve --clock manual --port 0` (set up before the page, so torn down after it)."""
+    started = Server("--timing", "fast", "--clock", "manual", "--seed", "3")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def page(server: Server, browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    yield opened
+    context.close()
+    assert errors == []  # no script error, no Content-Security-Policy violation, no failed load
+
+
+def api_submit(server: Server, provider: str = "dashscope", **headers: str) -> httpx.Response:
+    p = catalog().provider(provider)
+    path = p.endpoints["submit"].paths[0].replace("{model}", p.models["t2v"].id)
+    return server.client.post(
+        f"/{provider}{path}", json=example_body(provider, "t2v"), headers={**submit_headers(provider), **headers}
+    )
+
+
+@pytest.mark.slow
+def test_watch_a_task_succeed_play_it_fail_the_next_and_filter_the_journal(
+    server: Server, page: Any, tmp_path: Path
+) -> None:
+    shot = Shots(page, artefacts(tmp_path, "dashboard"))
+    assert server.process.stdout is not None
+    banner = [server.process.stdout.readline()]
+    while "/__admin/ui" not in banner[-1] and len(banner) < 20:  # the banner ends with the dashboard
+        banner.append(server.process.stdout.readline())
+    assert banner[-1].split() == ["dashboard", f"{server.origin}/__admin/ui/"]
+    page.goto(server.origin + "/__admin/ui")  # redirected to /__admin/ui/
+    page.wait_for_selector("body[data-ready]")
+    expect(page.locator("#tasks tbody")).to_contain_text("No task yet")
+    shot("empty")
+
+    # A task created over the provider API appears by itself (live), queued.
+    created = api_submit(server, "dashscope", **{"X-Wanmock-Test": "checkout-flow"})
+    assert created.status_code == 200, created.text
+    task_id = str(resolve_pointer(created.json(), catalog().provider("dashscope").task_fields["id_in_submit"]))
+    row = page.locator(f'tr[data-task="dashscope/{task_id}"]')
+    expect(row).to_have_attribute("data-state", "queued", timeout=15_000)
+    expect(row).to_contain_text("PENDING")  # the provider's own word beside the canonical state
+    expect(row).to_contain_text("checkout-flow")
+    expect(row.locator(".tl .now")).to_have_count(1)
+    shot("task-appears")
+
+    # Its page: the submit from the journal, the timeline; the clock moves to each transition.
+    row.locator("a").click()
+    expect(page.locator("#task-actions")).to_be_visible()
+    expect(page.locator(".exchange").first).to_contain_text("submit")
+    expect(page.locator('[data-instant="started"]')).to_have_class("next")
+    shot("task-page-queued")
+    page.click("#task-next")
+    expect(page.locator("h1 .state")).to_have_text("running", timeout=15_000)
+    page.click("#task-next")
+    expect(page.locator("h1 .state")).to_have_text("succeeded", timeout=15_000)
+    assert server.client.get("/__admin/clock").json()["now"] > 1_790_000_000
+
+    # The result plays in a <video> (Debian's chromium decodes the mock's H.264/AAC MP4).
+    video = page.locator("#result-video")
+    expect(video).to_be_visible(timeout=15_000)
+    wait_until(page, "document.querySelector('#result-video').readyState >= 2")
+    played = page.evaluate("document.querySelector('#result-video').play().then(() => 'playing', e => String(e))")
+    assert played == "playing"
+    wait_until(page, "document.querySelector('#result-video').currentTime > 0.2")
+    shot("task-succeeded-video")
+
+    # A poll made by the application shows up as an exchange on the task's page.
+    poll = catalog().provider("dashscope").endpoints["poll"].paths[0].replace("{task_id}", task_id)
+    assert server.client.get("/dashscope" + poll, headers=submit_headers("dashscope")).status_code == 200
+    expect(page.locator(".exchange")).to_have_count(2, timeout=15_000)
+    expect(page.locator(".exchange").nth(1)).to_contain_text("SUCCEEDED")
+
+    # A fault rule added through its form makes the next submit fail.
+    page.click('[data-nav="rules"]')
+    form = page.locator('[data-fault-form="error"]')
+    form.locator('[name="status"]').fill("503")
+    form.locator('[name="provider"]').select_option("dashscope")
+    form.locator('[name="endpoint"]').select_option("submit")
+    form.locator('[name="count"]').fill("1")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(1, timeout=15_000)
+    expect(page.locator("#faults")).to_contain_text("503")
+    shot("fault-rule-added")
+    refused = api_submit(server, "dashscope")
+    assert refused.status_code == 503
+    expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(0, timeout=15_000)  # spent
+    assert api_submit(server, "dashscope").status_code == 200  # count 1: the next one passes
+
+    # The journal: newest first, then filtered down to the refused submit.
+    page.click('[data-nav="journal"]')
+    expect(page.locator("#journal .exchange")).to_have_count(4, timeout=15_000)
+    assert page.locator("#journal .exchange").first.get_attribute("data-seq") is not None
+    seqs = [int(s) for s in page.locator("#journal .exchange").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert seqs == sorted(seqs, reverse=True)
+    shot("journal")
+    page.locator('#journal-filter [name="status"]').fill("503")
+    page.locator('#journal-filter [name="provider"]').select_option("dashscope")
+    page.locator("#journal-filter button[type=submit]").click()
+    expect(page.locator("#journal .exchange")).to_have_count(1, timeout=15_000)
+    entry = page.locator("#journal .exchange").first
+    expect(entry).to_contain_text("503")
+    entry.locator("summary").click()
+    expect(entry.locator("pre").first).to_be_visible()
+    assert "status=503" in page.url
+    shot("journal-filtered")
+
+
+@pytest.mark.slow
+def test_the_task_list_stays_usable_with_a_thousand_tasks(server: Server, page: Any, tmp_path: Path) -> None:
+    providers = sorted(catalog().providers)
+    for i in range(1000):
+        assert api_submit(server, providers[i % len(providers)]).status_code == 200
+    started = time.perf_counter()
+    page.goto(server.origin + "/__admin/ui")
+    wait_until(page, "document.querySelectorAll('#tasks tbody tr[data-task]').length === 1000", timeout=60)
+    seconds = time.perf_counter() - started
+    print(f"\ndashboard: 1000 tasks listed {seconds * 1000:.0f} ms after navigation")
+    assert seconds < 30  # usable: a generous bound, the figure is measured in benchmarks/dashboard.py
+
+    # The list follows the server live: a mix of states on top of the thousand.
+    def admin(path: str, body: dict[str, Any]) -> None:
+        assert server.client.post(path, json=body).status_code == 200
+
+    def newest(provider: str, test: str) -> str:
+        response = api_submit(server, provider, **{"X-Wanmock-Test": test})
+        return str(resolve_pointer(response.json(), catalog().provider(provider).task_fields["id_in_submit"]))
+
+    admin("/__admin/clock/advance", {"seconds": 5})
+    running = [newest("dashscope", "nightly"), newest("modellix", "nightly")]
+    admin("/__admin/clock/advance", {"seconds": 2})
+    queued = [newest("aimlapi", "smoke"), newest("apiyi", "smoke"), newest("dashscope", "smoke")]
+    admin(f"/__admin/tasks/dashscope/{running[0]}/fail", {"code": "DataInspectionFailed"})
+    admin(f"/__admin/tasks/apiyi/{queued[1]}/cancel", {})
+    states = "[...document.querySelectorAll('#tasks tbody tr[data-task]')].slice(0, 6).map(r => r.dataset.state)"
+    wait_until(page, f"{states}.join() === 'queued,canceled,queued,running,failed,succeeded'")
+    Shots(page, artefacts(tmp_path, "dashboard-1000"))("thousand-tasks", full_page=False)

@@ -349,3 +349,81 @@ def test_options_are_checked_and_settable_by_name() -> None:
     for bad in ("nope=1", "i2v_missing_media=sometimes", "refuse_undocumented=maybe", "retention_seconds=1"):
         with pytest.raises(ValueError, match="option"):
             Options().set(bad)
+
+
+# -- 7.2: Modellix ---------------------------------------------------------------------------
+
+
+def test_modellix_account_endpoints_the_cli_calls(make_mock: Any) -> None:
+    from wanmock.schemas import catalog
+
+    mock = make_mock(providers=("modellix",), keys=frozenset({"good"}), options=Options(modellix_balance=12.5))
+    good, bad = {"Authorization": "Bearer good"}, {"Authorization": "Bearer bad"}
+    models = mock.get("/api/v1/models", headers=good)
+    assert catalog().load("modellix", "models-response").issues(models.json()) == []
+    slugs = [m["slug"] for m in models.json()["models"]]
+    assert "alibaba/wan2.7-t2v" in slugs
+    assert models.json()["data"]["models"] == models.json()["models"]
+    valid = mock.get("/api/v1/apikey/validate", headers=good).json()
+    invalid = mock.get("/api/v1/apikey/validate", headers=bad).json()
+    assert (valid["code"], valid["data"]["is_valid"], invalid["data"]["is_valid"]) == (0, True, False)
+    assert catalog().load("modellix", "apikey-validate-response").issues(invalid) == []
+    balance = mock.get("/api/v1/team/balance", headers=good).json()
+    assert balance == {"code": 0, "message": "success", "data": {"balance": 12.5}}
+    assert mock.get("/api/v1/team/balance", headers=bad).status_code == 401
+    assert mock.get("/api/v1/apikey/validate").status_code == 401
+
+
+def test_modellix_missing_field_message_is_the_documented_one(make_mock: Any) -> None:
+    mock = make_mock(providers=("modellix",))
+    answer = mock.submit("modellix", "t2v", {})
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "Invalid parameters: parameter 'prompt' is required"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field"),
+    [
+        ("t2v", {"prompt": "x", "audio_url": "ftp://example.com/a.mp3"}, "$.audio_url"),
+        ("i2v", {"prompt": "x", "first_frame": "https://example.com/a.png\n"}, "$.first_frame"),
+        (
+            "videoedit",
+            {"video_url": "https://example.com/in.mp4", "reference_images": ["file:///a.png"]},
+            "$.reference_images[0]",
+        ),
+    ],
+)
+def test_modellix_url_fields_take_only_what_it_can_fetch(
+    make_mock: Any, kind: str, body: dict[str, Any], field: str
+) -> None:
+    mock = make_mock(providers=("modellix",))
+    answer = mock.submit("modellix", kind, body)
+    assert answer.status_code == 400
+    assert field in answer.json()["message"]
+
+
+# -- 7.3: AI/ML API ----------------------------------------------------------------------------
+
+
+def test_aimlapi_answers_carry_meta_usage(make_mock: Any) -> None:
+    from wanmock.schemas import catalog
+
+    mock = make_mock(providers=("aimlapi",))
+    submitted = mock.submit("aimlapi", "t2v", {"model": "alibaba/wan-2-7-t2v", "prompt": "a cat", "duration": 10})
+    usage = submitted.json()["meta"]["usage"]
+    assert usage == {"credits_used": 3900000, "usd_spent": 1.95}  # the documented example's rate
+    assert catalog().validate("aimlapi", "submit-response", submitted.json()) == []
+    task = mock.task_id("aimlapi", submitted)
+    for _ in range(3):
+        polled = mock.poll("aimlapi", task).json()
+        assert polled["meta"]["usage"]["credits_used"] == 3900000
+        assert catalog().validate("aimlapi", "poll-response", polled) == []
+        mock.advance(400)
+
+
+def test_aimlapi_error_path_is_the_providers_whatever_the_mount(mock: Mock) -> None:
+    answer = mock.post(
+        "/aimlapi/v2/video/generations", json={"model": "alibaba/wan-2-7-t2v"}, headers={"Authorization": "Bearer k"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["path"] == "/v2/video/generations"

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
+from wanmock.mockserver.results import UPLOADS_PREFIX
 
 if TYPE_CHECKING:
     from wanmock.mockserver.state import AppState
 
-UPLOADS_PREFIX = "/__uploads"
+__all__ = ["UPLOADS_PREFIX", "upload"]
 KEY_FIELD = re.compile(rb'name="key"\r\n\r\n([^\r\n]+)\r\n')
 
 

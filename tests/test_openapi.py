@@ -192,13 +192,25 @@ EXCLUDED: dict[tuple[str, str], dict[str, str]] = {
         "positive_data_acceptance": "the list's query parameters are documented by name only (their types and "
         "values are not captured), so the document types them as strings and cannot tell that page_no=x is invalid",
     },
-    ("modellix", "poll"): dict.fromkeys(
-        ("unsupported_method", "allow_header_conformance"),
-        "POST /api/v1/tasks/{id} is no undeclared method: Modellix's submit template POST /api/v1/{model} "
-        "(model ids contain '/') claims it, as a submit for an unknown model; so the mock answers it as one, "
-        "and its 405s list Allow: GET, POST",
-    ),
+    **{
+        ("modellix", name): dict.fromkeys(
+            ("unsupported_method", "allow_header_conformance"),
+            f"POST {path} is no undeclared method: Modellix's submit template POST /api/v1/{{model}} "
+            "(model ids contain '/') claims it, as a submit for an unknown model; so the mock answers it as one, "
+            "and its 405s list Allow: GET, POST",
+        )
+        for name, path in (
+            ("poll", "/api/v1/tasks/{id}"),
+            ("models", "/api/v1/models"),
+            ("apikey_validate", "/api/v1/apikey/validate"),
+            ("team_balance", "/api/v1/team/balance"),
+        )
+    },
 }
+EXCLUDED[("modellix", "apikey_validate")]["ignored_auth"] = (
+    "a key check (manifest auth: any-key): any Bearer token reaches it and data.is_valid says whether the key "
+    "is accepted (the official CLI reads it, shared/providers.md 7.2), so it is not refused with 401"
+)
 
 
 def _reaches_format(document: dict[str, Any], node: Any, seen: set[str]) -> bool:
@@ -264,8 +276,6 @@ def schemathesis_config(provider: str) -> SchemathesisConfig:
 
 def test_checks_are_excluded_only_where_documented() -> None:
     assert set(format_annotations("modellix")) == {
-        "submit_api_v1_alibaba_wan2_7_t2v_async",
-        "submit_api_v1_alibaba_wan2_7_t2v",
         "submit_api_v1_alibaba_wan2_7_videoedit_async",
         "submit_api_v1_alibaba_wan2_7_videoedit",
     }
@@ -273,7 +283,8 @@ def test_checks_are_excluded_only_where_documented() -> None:
     for (provider, operation_id), checks in EXCLUDED.items():
         ids = [op["operationId"] for item in openapi_document(provider)["paths"].values() for op in item.values()]
         assert operation_id in ids
-        assert set(checks) <= {"positive_data_acceptance", "unsupported_method", "allow_header_conformance"}
+        allowed = {"positive_data_acceptance", "unsupported_method", "allow_header_conformance", "ignored_auth"}
+        assert set(checks) <= allowed
 
 
 class MockSlot:

@@ -190,11 +190,11 @@ ISSUES_SHOWN = 10  # a body with 100000 unknown keys gets a readable answer, not
 ISSUE_TEXT_LIMIT = 300  # an issue quoting a 5 MB value or key is cut short
 
 
-def describe(issues: list[Issue] | tuple[Issue, ...]) -> str:
-    """Validation issues as one line: ``$.a: message; $.b: message``."""
+def describe(issues: Sequence[Issue], render: Callable[[Issue], str] = str) -> str:
+    """Validation issues as one line: ``$.a: message; $.b: message`` (``render`` words each one)."""
     texts = []
     for issue in issues[:ISSUES_SHOWN]:
-        text = f"{issue.path}: {issue.message}"
+        text = render(issue)
         if len(text) > ISSUE_TEXT_LIMIT:
             text = text[:ISSUE_TEXT_LIMIT] + f"...<{len(text)} characters>"
         texts.append(text)

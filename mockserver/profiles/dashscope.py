@@ -14,13 +14,15 @@ from typing import Any, ClassVar
 
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile
+from wanmock.mockserver.results import UPLOADS_PREFIX
 from wanmock.mockserver.tasks import EXPIRED, Task, VideoParams
-from wanmock.mockserver.uploads import UPLOADS_PREFIX
 from wanmock.schemas import Model
 
 UTC8 = timezone(timedelta(hours=8))
 NO_KEY = "missing Authorization header"  # the pipeline's detail when no key was sent
+NO_ENDPOINT = "no such endpoint"  # the pipeline's detail when no route matched the path
 MAX_PAGE_SIZE = 100
+PAGE_DIGITS = 9  # page_no beyond this is refused, not converted (Python caps int() at 4300 digits)
 LIST_WINDOW_SECONDS = 24 * 3600  # start_time and end_time at most 24 hours apart [D3]
 REGION = "cn-beijing"
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -57,7 +59,7 @@ def page_param(query: Mapping[str, str], name: str, default: int) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > PAGE_DIGITS or int(raw) < 1:
         raise ApiError("invalid_request", f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
 
@@ -171,7 +173,8 @@ class DashScope(Profile):
     def error_body(self, error: ApiError, ctx: Context) -> Answer:
         wrong_path = self.errors_doc.get("x-wrong-path")
         below = ctx.path[len(ctx.prefix) :]
-        if error.kind == "not_found" and error.code is None and wrong_path and re.match(wrong_path["pattern"], below):
+        unrouted = error.kind == "not_found" and error.code is None and error.detail.startswith(NO_ENDPOINT)
+        if unrouted and wrong_path and re.match(wrong_path["pattern"], below):
             body = {"request_id": ctx.request_id, "code": wrong_path["code"], "message": wrong_path["message"]}
             return int(wrong_path["status"]), body
         code = error.code or self.code_for(error)
@@ -213,6 +216,8 @@ class DashScope(Profile):
                 (not query.get("task_id") or query["task_id"] == task.id)
                 and (not query.get("status") or query["status"] == word)
                 and (not query.get("model_name") or query["model_name"] == task.model_id)
+                and (not query.get("api_key_id") or query["api_key_id"] == (task.owner or "0"))
+                and (not query.get("region") or query["region"] == REGION)
                 and (start is None or start <= task.created_at)
                 and (end is None or task.created_at <= end)
             )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wanmock.mockserver.errors import ApiError
-from wanmock.mockserver.profiles.base import ISSUES_SHOWN, Answer, Ask, Context, Profile
+from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile, describe
 from wanmock.mockserver.tasks import Task, VideoParams
 from wanmock.schemas import Issue, Model
 
@@ -146,7 +146,7 @@ class Modellix(Profile):
         if error.kind == "invalid_json":
             detail = "invalid JSON format"  # the documented text [M6]
         elif error.kind == "invalid_request" and error.issues:
-            detail = "; ".join(issue_text(i) for i in error.issues[:ISSUES_SHOWN])
+            detail = describe(error.issues, issue_text)
         return error.status, {
             "code": error.status,
             "message": f"{CATEGORIES[error.kind]}: {detail}",

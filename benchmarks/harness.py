@@ -184,6 +184,7 @@ class WanmockServer:
 
     def __init__(self, *args: str, ready_timeout: float = 60.0) -> None:
         self.args = ["serve", "--host", "127.0.0.1", "--port", "0", *args]
+        self.command = [sys.executable, "-m", "wanmock.mockserver", *self.args]  # another server: replace it
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.origin = ""
@@ -216,7 +217,7 @@ class WanmockServer:
         # a file, not a pipe (a full pipe would block the server); closed in stop()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wanmock.mockserver", *self.args],
+            self.command,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             stdin=subprocess.DEVNULL,

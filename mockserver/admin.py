@@ -17,6 +17,7 @@ from wanmock.mockserver.drift import DriftRule, DriftRuleError
 from wanmock.mockserver.faults import FaultRule, RuleError
 from wanmock.mockserver.http import TEST_HEADER, decode_json
 from wanmock.mockserver.state import AppState
+from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import EXPIRED, Task, TransitionError
 
 ACTIONS = ("advance", "succeed", "fail", "cancel", "expire")
@@ -68,19 +69,23 @@ def task_view(state: AppState, task: Task) -> dict[str, Any]:
 
 
 async def health(request: Request) -> JSONResponse:
+    """200 when the store answers, 503 (same fields) when it does not: within the store's timeout."""
     state = _state(request)
     config = state.config
+    store = await state.io.check()
     return JSONResponse(
         {
-            "status": "ok",
+            "status": "ok" if store["state"] == "ok" else "store unavailable",
             "providers": list(config.providers),
             "timing": config.timing,
             "clock": "manual" if isinstance(config.clock, ManualClock) else "system",
-            "now": state.now(),
+            "now": await state.anow(),
             "store": type(state.store).__name__,
+            "store_state": store,
             "pid": os.getpid(),  # which worker answered (wanmock serve --workers N)
             **state.about,
-        }
+        },
+        status_code=200 if store["state"] == "ok" else 503,
     )
 
 
@@ -124,9 +129,6 @@ async def transition(request: Request) -> JSONResponse:
     action = request.path_params["action"]
     if action not in ACTIONS:
         return _error(404, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-    task = state.store.get(request.path_params["provider"], request.path_params["task_id"])
-    if task is None:
-        return _error(404, "no such task")
     try:
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -136,27 +138,33 @@ async def transition(request: Request) -> JSONResponse:
         if unknown:
             known = f"known: {', '.join(allowed)}" if allowed else f"{action} takes no fields"
             raise RuleError(f"unknown field(s) {unknown}; {known}")
-        now = state.now()
+        code, message = body.get("code"), body.get("message")
+        if not all(v is None or isinstance(v, str) for v in (code, message)):
+            raise RuleError("code and message must be strings")
+    except RuleError as exc:
+        return _error(400, str(exc))
+    now = await state.anow()
+
+    def apply(task: Task) -> None:  # run atomically by the store: read, change, write (compare-and-set)
         if action == "advance":
             task.advance(now)
-        elif action == "succeed":
-            task.finish(now, "succeeded")
-        elif action == "fail":
-            code, message = body.get("code"), body.get("message")
-            if not all(v is None or isinstance(v, str) for v in (code, message)):
-                raise RuleError("code and message must be strings")
-            task.finish(now, "failed", code, message)
-        elif action == "cancel":
-            task.finish(now, "canceled")
+        elif action in ("succeed", "fail", "cancel"):
+            final = {"succeed": "succeeded", "fail": "failed", "cancel": "canceled"}[action]
+            task.finish(now, final, code, message)  # refuses a terminal task: terminal states are sticky
         elif task.state_at(now) == EXPIRED:
             raise TransitionError(f"task {task.id} is already expired")
         else:
             task.expire(now)
+
+    provider, task_id = request.path_params["provider"], request.path_params["task_id"]
+    try:
+        task = await state.io.run(state.store.transition, provider, task_id, apply)
     except TransitionError as exc:
         return _error(409, str(exc))
-    except RuleError as exc:
-        return _error(400, str(exc))
-    state.store.save(task)
+    except StoreUnavailable as exc:
+        return _error(503, str(exc))
+    if task is None:
+        return _error(404, "no such task")
     return JSONResponse(task_view(state, task))
 
 

@@ -9,6 +9,7 @@ provider of a path (``dispatch.py``), the result-file host (``files.py``) and th
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import random
 import secrets
@@ -63,7 +64,10 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        gc.collect()
+        gc.freeze()  # start-up objects (schemas, modules) leave the collector's full passes
         yield
+        state.io.close()
         state.media.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -45,7 +45,21 @@ def wanmock_version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (start-up stays fast)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        sys.stdout.write(f"wanmock {wanmock_version()}\n")
+        parser.exit()
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``command`` (a word the user typed first), only that command's
+    module is imported when it is one of the registered commands, so that ``wanmock serve``
+    does not import the contract harness, the recorder and their dependencies."""
     parser = argparse.ArgumentParser(
         prog="wanmock",
         description="Mock servers and contract tests for the Wan 2.7 video-generation APIs "
@@ -53,11 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--version", action="version", version=f"wanmock {wanmock_version()}", help="print the version and exit"
-    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for entry in sorted(entry_points(group="wanmock.commands"), key=lambda e: e.name):
+    entries = sorted(entry_points(group="wanmock.commands"), key=lambda e: e.name)
+    if any(entry.name == command for entry in entries):
+        entries = [entry for entry in entries if entry.name == command]
+    for entry in entries:
         try:
             add_parser = entry.load()
         except ImportError as exc:  # one broken command must not take the others down
@@ -72,7 +87,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     err = err if err is not None else sys.stderr
     name = "wanmock"
     try:
-        args = build_parser().parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser(words[0] if words else None).parse_args(words)
         name = f"wanmock {args.command}"
         code: int = args.handler(args, out, err)
         out.flush()

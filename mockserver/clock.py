@@ -70,7 +70,12 @@ class StoredManualClock(ManualClock):
         self._start = float(start)
 
     def now(self) -> float:
-        return self._store.clock_now(self._start)
+        self._now = self._store.clock_now(self._start)
+        return self._now
+
+    def last_known(self) -> float:
+        """The now last read from the store (no I/O: for answering while the store is down)."""
+        return self._now
 
     def advance(self, seconds: float) -> float:
         if seconds < 0:

@@ -16,6 +16,7 @@ from wanmock.mockserver.http import TEST_HEADER, DroppedResponse
 from wanmock.mockserver.media import VideoSpec, file_response
 from wanmock.mockserver.results import FILES_PREFIX, output_size, storage_error
 from wanmock.mockserver.state import AppState
+from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.schemas import Provider
 
 NO_SUCH_KEY = "The specified key does not exist."
@@ -64,9 +65,13 @@ async def send_video(state: AppState, request: Request, spec: VideoSpec) -> Resp
 async def download_faults(
     state: AppState, request: Request, request_id: str, provider: str, task_id: str
 ) -> Response | None:
-    rules = state.faults.take(
-        {"provider": provider, "endpoint": "download", "task_id": task_id, "test_id": request.headers.get(TEST_HEADER)}
-    )
+    scope = {
+        "provider": provider,
+        "endpoint": "download",
+        "task_id": task_id,
+        "test_id": request.headers.get(TEST_HEADER),
+    }
+    rules = await state.io.run(state.faults.take, scope)
     for rule in rules:
         if rule.action == "latency":
             await asyncio.sleep(rule.latency_seconds)
@@ -87,7 +92,14 @@ async def download(request: Request) -> Response:
     provider = request.path_params["provider"]
     name = request.path_params["name"]
     request_id = storage_request_id(state)
-    now = state.now()
+    try:
+        return await serve_download(state, request, request_id, provider, name)
+    except StoreUnavailable:
+        return storage_refusal(request_id, 503, "ServiceUnavailable", "The service is temporarily unavailable.")
+
+
+async def serve_download(state: AppState, request: Request, request_id: str, provider: str, name: str) -> Response:
+    now = await state.anow()
     served = state.served.get(provider)
     if served is None or not name.endswith(".mp4"):
         return storage_refusal(request_id, 404, "NoSuchKey", NO_SUCH_KEY)
@@ -107,7 +119,7 @@ async def download(request: Request) -> Response:
         if check.reason == "expired":
             return storage_refusal(request_id, 403, "AccessDenied", "Request has expired.")
         return storage_refusal(request_id, 403, "SignatureDoesNotMatch", "The request signature does not match.")
-    task = state.store.get(provider, task_id)
+    task = await state.io.run(state.store.get, provider, task_id)
     if task is None or task.state_at(now) != "succeeded":
         return storage_refusal(request_id, 404, "NoSuchKey", NO_SUCH_KEY)
     width, height = output_size(task.params.resolution, task.params.ratio)

@@ -21,16 +21,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
-import av
-from av.audio.stream import AudioStream
-from av.container import OutputContainer
-from av.video.stream import VideoStream
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:  # PyAV is imported when a video is first rendered or probed: start-up stays fast
+    import av
+    from av.audio.stream import AudioStream
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 SAMPLE_RATE = 48_000
 _AUDIO_FRAME = 1024  # AAC frame size; the tone below repeats exactly every frame
@@ -86,6 +88,8 @@ def _add_video_stream(container: OutputContainer, spec: VideoSpec) -> VideoStrea
 
 
 def _video_packets(stream: VideoStream, spec: VideoSpec) -> _Packets:
+    import av
+
     count = max(1, round(spec.duration * spec.fps))
     bar = max(2, spec.width // 10 // 2 * 2)
     for index in range(count):
@@ -110,6 +114,8 @@ def _audio_packets(container: OutputContainer, spec: VideoSpec) -> _Packets:
 
 
 def _tone_packets(stream: AudioStream, spec: VideoSpec) -> _Packets:
+    import av
+
     total = round(spec.duration * SAMPLE_RATE)
     for start in range(0, total, _AUDIO_FRAME):
         samples = min(_AUDIO_FRAME, total - start)
@@ -122,6 +128,8 @@ def _tone_packets(stream: AudioStream, spec: VideoSpec) -> _Packets:
 
 def render_mp4(spec: VideoSpec, target: Path) -> None:
     """Encode ``spec`` as an H.264 (+ AAC) MP4 at ``target``, moov atom first (faststart)."""
+    import av
+
     with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as container:
         sources = [_video_packets(_add_video_stream(container, spec), spec)]
         if spec.audio:
@@ -133,6 +141,8 @@ def render_mp4(spec: VideoSpec, target: Path) -> None:
 
 def probe(source: str | os.PathLike[str] | bytes) -> ProbeResult:
     """Size, duration and codecs of an MP4, read back with PyAV (a path or the file's bytes)."""
+    import av
+
     handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
     with av.open(handle, "r") as container:
         if not container.streams.video:

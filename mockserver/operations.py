@@ -43,7 +43,7 @@ class TaskOperations:
     async def run(self, rc: RequestContext) -> None:
         name = rc.endpoint
         if name == "submit":
-            self.submit(rc)
+            await self.submit(rc)
             return
         self.state.limiter.check(self.name, rc.owner, rc.now)
         assert rc.match is not None
@@ -52,20 +52,22 @@ class TaskOperations:
             ask = Ask(name or "", rc.request.query_params, key_valid, rc.ctx)
             rc.reply(*self.profile.serve(ask))
         elif name == "poll":
-            self.poll(rc)
+            await self.poll(rc)
         elif name == "cancel":
-            self.cancel(rc)
+            await self.cancel(rc)
         else:
-            self.list_tasks(rc)
+            await self.list_tasks(rc)
 
-    def submit(self, rc: RequestContext) -> None:
+    async def submit(self, rc: RequestContext) -> None:
         assert rc.match is not None
-        state, profile = self.state, self.profile
+        state, profile, io = self.state, self.profile, self.state.io
         limit = state.config.rate_limits.get(self.name)
         unfinished = None
         if limit is not None and limit.concurrency is not None:  # a shared store would load every task
             unfinished = sum(
-                1 for t in state.store.tasks(self.name) if t.owner == rc.owner and not t.is_terminal(rc.now)
+                1
+                for t in await io.run(state.store.tasks, self.name)
+                if t.owner == rc.owner and not t.is_terminal(rc.now)
             )
         state.limiter.check(self.name, rc.owner, rc.now, unfinished)
         body = self.pipeline.json_object(rc)
@@ -87,39 +89,43 @@ class TaskOperations:
             test_id=rc.test_id,
             owner=rc.owner,
             request=shorten(body),
-            seq=state.store.next_seq(),
+            seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
-        for rule in state.faults.take(scope, actions=("fail",)):
+        for rule in await io.run(state.faults.take, scope, ("fail",)):
             task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
         failure = profile.failure_at_submit(model, body)  # accepted now, refused by the task later
         if failure is not None:
             task.final_state, (task.error_code, task.error_message) = "failed", failure
-        state.store.add(task)
+        await io.run(state.store.add, task)
         rc.task_id = task.id
         rc.reply(200, profile.submit_body(task, rc.ctx))
 
-    def poll(self, rc: RequestContext) -> None:
+    async def poll(self, rc: RequestContext) -> None:
         assert rc.task_id is not None  # the poll endpoint always names one
-        task = self.state.store.get(self.name, rc.task_id)
+        task = await self.state.io.run(self.state.store.get, self.name, rc.task_id)
         if task is None or (self.per_key and task.owner != rc.owner):
             rc.reply(*self.profile.missing_task(rc.task_id, rc.ctx))
         else:
             rc.reply(*self.profile.answer(task, rc.ctx))
 
-    def cancel(self, rc: RequestContext) -> None:
+    async def cancel(self, rc: RequestContext) -> None:
         assert rc.task_id is not None
-        task = self.state.store.get(self.name, rc.task_id)
-        if task is None or task.is_expired(rc.now):
-            raise ApiError("not_found", f"task {rc.task_id} not found")
-        current = task.state_at(rc.now)
-        if current != "queued":
-            word = self.profile.word(current) if current in self.profile.provider.states else current
-            raise ApiError("conflict", f"only a {self.profile.word('queued')} task can be canceled; it is {word}")
-        task.finish(rc.now, "canceled")
-        self.state.store.save(task)
+        task_id = rc.task_id
+
+        def cancel_if_queued(task: Task) -> None:  # run atomically by the store (compare-and-set)
+            if task.is_expired(rc.now):
+                raise ApiError("not_found", f"task {task_id} not found")
+            current = task.state_at(rc.now)
+            if current != "queued":
+                word = self.profile.word(current) if current in self.profile.provider.states else current
+                raise ApiError("conflict", f"only a {self.profile.word('queued')} task can be canceled; it is {word}")
+            task.finish(rc.now, "canceled")
+
+        if await self.state.io.run(self.state.store.transition, self.name, task_id, cancel_if_queued) is None:
+            raise ApiError("not_found", f"task {task_id} not found")
         rc.reply(200, {"request_id": rc.ctx.request_id})
 
-    def list_tasks(self, rc: RequestContext) -> None:
-        tasks = self.state.store.tasks(self.name, rc.test_id)
+    async def list_tasks(self, rc: RequestContext) -> None:
+        tasks = await self.state.io.run(self.state.store.tasks, self.name, rc.test_id)
         rc.reply(*self.profile.task_list(tasks, rc.request.query_params, rc.ctx))

@@ -13,6 +13,7 @@ in its own envelope; nothing a client sends can produce a bare 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.store import JournalEntry
+from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
 
@@ -100,8 +102,7 @@ class Pipeline:
         self.operation = operation
         self.journaled = journal
 
-    def begin(self, request: Request, prefix: str, path: str) -> RequestContext:
-        now = self.state.now()
+    def begin(self, request: Request, prefix: str, path: str, now: float) -> RequestContext:
         base = str(request.base_url).rstrip("/")
         retention = self.profile.retention_seconds
         links = self.state.links
@@ -113,24 +114,27 @@ class Pipeline:
         return RequestContext(request, prefix, path, now, request.headers.get(TEST_HEADER), ctx)
 
     async def handle(self, request: Request, prefix: str, path: str) -> Response:
-        rc = self.begin(request, prefix, path)
+        rc = self.begin(request, prefix, path, await self.state.anow())
         try:
-            self.route(rc)
-            self.authenticate(rc)
-            await self.read_body(rc)
-            self.name_task(rc)
-            await self.faults(rc)
-            await self.operation.run(rc)
+            try:
+                self.route(rc)
+                self.authenticate(rc)
+                await self.read_body(rc)
+                self.name_task(rc)
+                await self.faults(rc)
+                await self.operation.run(rc)
+            except StoreUnavailable as exc:  # answered in the provider's envelope, as its outages are
+                raise ApiError("unavailable", "the service is temporarily unavailable; try again later") from exc
         except ApiError as error:
             self.refuse(rc, error)
         except ConnectionDropped:
-            self.journal(rc, dropped=True)
+            await self.journal(rc, dropped=True)
             return DroppedResponse()
         except Exception:  # a bug must still answer in the provider's shape, never a bare 500
             log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
             rc.reply(*self.profile.error_answer(ApiError("server_error", "wanmock internal error"), rc.ctx))
         self.drift(rc)
-        self.journal(rc)
+        await self.journal(rc)
         return self.respond(rc)
 
     # -- the stages, in order -------------------------------------------------------------
@@ -180,11 +184,11 @@ class Pipeline:
         """Apply the latency, drop and error rules that fire; keep the scope, so that fail rules
         can be taken once a task is really created."""
         assert rc.match is not None
-        rules = self.state.faults
+        rules, io = self.state.faults, self.state.io
         body = rc.body
         model_id = rc.match.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
-        if model_id is None and rc.task_id is not None and any(r.model for r in rules.rules()):
-            task = self.state.store.get(self.name, rc.task_id)  # only a model-scoped rule needs its model
+        if model_id is None and rc.task_id is not None and any(r.model for r in await io.run(rules.rules)):
+            task = await io.run(self.state.store.get, self.name, rc.task_id)  # only a model-scoped rule needs it
             model_id = task.model_id if task else None
         model = self.profile.provider.model_for_id(model_id) if isinstance(model_id, str) else None
         rc.scope = {
@@ -195,7 +199,7 @@ class Pipeline:
             "kind": model.kind if model else None,
             "model_id": model_id if isinstance(model_id, str) else None,
         }
-        fired = rules.take(rc.scope, actions=("latency", "drop", "error"))
+        fired = await io.run(rules.take, rc.scope, ("latency", "drop", "error"))
         for rule in fired:
             if rule.action == "latency":
                 await asyncio.sleep(rule.latency_seconds)
@@ -230,7 +234,9 @@ class Pipeline:
         if rc.response is None:
             rc.status, rc.answer = self.state.drift.apply(self.profile.provider, rc.endpoint, rc.status, rc.answer)
 
-    def journal(self, rc: RequestContext, *, dropped: bool = False) -> None:
+    async def journal(self, rc: RequestContext, *, dropped: bool = False) -> None:
+        """Record the exchange; a store failure here never changes the answer (a submit whose
+        task was written is a success even if its journal entry is lost; the failure is logged)."""
         if not self.journaled:
             return
         request = rc.request
@@ -240,25 +246,24 @@ class Pipeline:
             request_body = shorten(rc.raw.decode("utf-8", "replace"))
         else:
             request_body = None
-        store = self.state.store
-        store.append(
-            JournalEntry(
-                seq=store.next_seq(),
-                at=rc.now,
-                provider=self.name,
-                method=request.method,
-                path=request.url.path,
-                query=request.url.query,
-                status=0 if dropped else rc.status,
-                test_id=rc.test_id,
-                task_id=rc.task_id,
-                endpoint=rc.endpoint,
-                request_body=request_body,
-                response_body=None if dropped else shorten(rc.answer),
-                request_headers=scrubbed_headers(request),
-                warnings=list(rc.warnings),
-            )
+        entry = JournalEntry(
+            seq=0,  # numbered by the store as it appends (one round trip)
+            at=rc.now,
+            provider=self.name,
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            status=0 if dropped else rc.status,
+            test_id=rc.test_id,
+            task_id=rc.task_id,
+            endpoint=rc.endpoint,
+            request_body=request_body,
+            response_body=None if dropped else shorten(rc.answer),
+            request_headers=scrubbed_headers(request),
+            warnings=list(rc.warnings),
         )
+        with contextlib.suppress(StoreUnavailable):
+            await self.state.io.run(self.state.store.append, entry)
 
     def respond(self, rc: RequestContext) -> Response:
         if rc.response is not None:

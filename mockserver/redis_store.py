@@ -14,24 +14,84 @@ Keys, all under a prefix (``wanmock:`` unless the URL says ``?prefix=``):
 ``clock``             the manual clock's now (INCRBYFLOAT); ``link_secret`` signs result URLs
 ====================  =====================================================================
 
-Every call is one round trip (pipelines are MULTI/EXEC transactions); spending a fault rule's
-count is a WATCH/MULTI transaction, retried when another worker spent one first.
+Every call is one round trip: adding a task (numbering it, sweeping expired tasks, writing it
+and its indexes) and appending a journal entry (numbering, pushing, trimming) are Lua scripts,
+other writes MULTI/EXEC pipelines. A task's transition and spending a fault rule's count are
+WATCH/MULTI transactions (compare-and-set), retried when another worker changed them first.
+Every call waits at most the store's ``timeout`` (socket and connect timeouts, no retries).
+
+Durability is Redis's: without persistence (``--save ""``, ``--appendonly no``) a restart of
+Redis loses every task; with RDB snapshots it loses what came after the last snapshot; with
+``appendonly yes`` and ``appendfsync everysec`` (Redis's default for AOF) at most about a second.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from wanmock.mockserver.faults import ACTIONS, FaultRule, choose, exhausted
-from wanmock.mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
+from wanmock.mockserver.store import (
+    DEFAULT_EVICT_GRACE,
+    DEFAULT_JOURNAL_LIMIT,
+    DEFAULT_TIMEOUT,
+    JournalEntry,
+    StoreError,
+    evict_at,
+)
 from wanmock.mockserver.tasks import Task
 
 DEFAULT_PREFIX = "wanmock:"
 SWEEP_BATCH = 500
-CONNECT_TIMEOUT_SECONDS = 5.0
+
+# KEYS: seq, task key, tasks, provider index, test index, evict. ARGV: member, JSON (without
+# "seq" when the seq is 0), seq, evict_at or "", now, has a test id "1"/"0", prefix, batch.
+ADD_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[8]))
+for _, m in ipairs(due) do
+  local sep = string.find(m, ':', 1, true)
+  local provider = string.sub(m, 1, sep - 1)
+  local tkey = ARGV[7] .. 'task:' .. m
+  local old = redis.call('GET', tkey)
+  if old then
+    local ok, t = pcall(cjson.decode, old)
+    if ok and type(t) == 'table' and type(t['test_id']) == 'string' then
+      redis.call('ZREM', ARGV[7] .. 'test:' .. t['test_id'], m)
+    end
+  end
+  redis.call('DEL', tkey)
+  redis.call('ZREM', KEYS[3], m)
+  redis.call('ZREM', ARGV[7] .. 'provider:' .. provider, m)
+  redis.call('ZREM', KEYS[6], m)
+end
+local seq = tonumber(ARGV[3])
+local data = ARGV[2]
+if seq == 0 then
+  seq = redis.call('INCR', KEYS[1])
+  data = '{"seq":' .. seq .. ',' .. string.sub(data, 2)
+end
+redis.call('SET', KEYS[2], data)
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+if ARGV[6] == '1' then redis.call('ZADD', KEYS[5], seq, ARGV[1]) end
+if ARGV[4] == '' then redis.call('ZREM', KEYS[6], ARGV[1]) else redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1]) end
+return seq
+"""
+
+# KEYS: seq, journal. ARGV: JSON (without "seq" when the seq is 0), seq, bound.
+APPEND_SCRIPT = """
+local data = ARGV[1]
+if tonumber(ARGV[2]) == 0 then
+  data = '{"seq":' .. redis.call('INCR', KEYS[1]) .. ',' .. string.sub(data, 2)
+end
+redis.call('LPUSH', KEYS[2], data)
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
 
 
 def _member(provider: str, task_id: str) -> str:
@@ -44,6 +104,7 @@ def _glob_escape(text: str) -> str:
 
 class RedisStore:
     shared = True
+    failures: tuple[type[BaseException], ...] = (redis.RedisError,)
 
     def __init__(
         self,
@@ -51,16 +112,22 @@ class RedisStore:
         prefix: str = DEFAULT_PREFIX,
         journal_limit: int = DEFAULT_JOURNAL_LIMIT,
         evict_grace: float = DEFAULT_EVICT_GRACE,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        if journal_limit < 1 or evict_grace < 0:
-            raise ValueError("journal_limit must be positive and evict_grace not negative")
+        if journal_limit < 1 or evict_grace < 0 or timeout <= 0:
+            raise ValueError("journal_limit and timeout must be positive and evict_grace not negative")
+        self.timeout = timeout
         self.url = url
         self.prefix = prefix
         self.journal_limit = journal_limit
         self.evict_grace = evict_grace
         try:
             self.redis: redis.Redis = redis.Redis.from_url(
-                url, decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS
+                url,
+                decode_responses=True,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # a frozen Redis answers 503 after one timeout, not four
             )
         except ValueError as exc:
             raise StoreError(f"cannot use the Redis store {url!r}: {exc}") from exc
@@ -70,6 +137,8 @@ class RedisStore:
             self.redis.close()
             raise StoreError(f"cannot use the Redis store {url!r}: {exc}") from exc
         self._faults = RedisFaultRules(self)
+        self._add = self.redis.register_script(ADD_SCRIPT)
+        self._append = self.redis.register_script(APPEND_SCRIPT)
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -96,12 +165,31 @@ class RedisStore:
             pipe.zadd(self.key("evict"), {member: when})
 
     def add(self, task: Task) -> Task:
-        pipe = self.redis.pipeline()
-        self._write(pipe, task)
-        pipe.zrangebyscore(self.key("evict"), "-inf", task.created_at, start=0, num=SWEEP_BATCH)
-        due: list[str] = pipe.execute()[-1]
-        if due:
-            self._forget(due)
+        """One round trip (a script): sweep expired tasks, number the task when its seq is 0,
+        write it and its indexes."""
+        data = task.to_dict()
+        if not task.seq:
+            del data["seq"]
+        when = evict_at(task, self.evict_grace)
+        keys = [
+            self.key("seq"),
+            self.key("task", task.provider, task.id),
+            self.key("tasks"),
+            self.key("provider", task.provider),
+            self.key("test", task.test_id or ""),
+            self.key("evict"),
+        ]
+        args: list[str | int | float] = [
+            _member(task.provider, task.id),
+            json.dumps(data),
+            task.seq,
+            "" if when is None else repr(when),
+            repr(task.created_at),
+            "1" if task.test_id is not None else "0",
+            self.prefix,
+            SWEEP_BATCH,
+        ]
+        task.seq = int(cast(int, self._add(keys=keys, args=args)))
         return task
 
     def _forget(self, members: list[str]) -> None:
@@ -125,6 +213,29 @@ class RedisStore:
         self._write(pipe, task)
         pipe.execute()
 
+    def transition(self, provider: str, task_id: str, change: Callable[[Task], None]) -> Task | None:
+        """Compare-and-set: WATCH the task, read, change, write in MULTI/EXEC; if another
+        worker wrote the task in between, EXEC fails and it is read again."""
+        key = self.key("task", provider, task_id)
+        changed: list[Task | None] = [None]
+
+        def attempt(pipe: Any) -> None:
+            data = pipe.get(key)
+            if data is None:
+                changed[0] = None
+                return
+            task = Task.from_dict(json.loads(data))
+            change(task)  # may raise: nothing is written
+            pipe.multi()
+            self._write(pipe, task)
+            changed[0] = task
+
+        self.redis.transaction(attempt, key)
+        return changed[0]
+
+    def ping(self) -> None:
+        self.redis.ping()
+
     def get(self, provider: str, task_id: str) -> Task | None:
         data = cast(str | None, self.redis.get(self.key("task", provider, task_id)))
         return None if data is None else Task.from_dict(json.loads(data))
@@ -147,10 +258,13 @@ class RedisStore:
     # -- journal --------------------------------------------------------------------------
 
     def append(self, entry: JournalEntry) -> None:
-        pipe = self.redis.pipeline()
-        pipe.lpush(self.key("journal"), json.dumps(entry.to_dict()))
-        pipe.ltrim(self.key("journal"), 0, self.journal_limit - 1)
-        pipe.execute()
+        """One round trip (a script): number the entry when its seq is 0, push, trim."""
+        data = entry.to_dict()
+        if not entry.seq:
+            del data["seq"]
+        self._append(
+            keys=[self.key("seq"), self.key("journal")], args=[json.dumps(data), entry.seq, self.journal_limit]
+        )
 
     def _journal_raw(self) -> list[str]:
         return cast(list[str], self.redis.lrange(self.key("journal"), 0, -1))

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import inspect
 import json
+import logging
 import os
 import shutil
 import socket
@@ -75,6 +77,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request (off by default: it costs time; with --workers also pass --log-level info)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -165,6 +172,23 @@ def app_from_env() -> Starlette:
     return build_app(decode_options(text))
 
 
+def http_stack(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn's options for the HTTP stack: uvloop and the httptools parser where installed
+    (the default dependencies), asyncio and h11 otherwise; the access log only when asked."""
+    stack: dict[str, Any] = {"access_log": bool(getattr(args, "access_log", False))}
+    if importlib.util.find_spec("uvloop") is not None:
+        stack["loop"] = "uvloop"
+    if importlib.util.find_spec("httptools") is not None:
+        stack["http"] = "httptools"
+    return stack
+
+
+def show_access_log(args: argparse.Namespace) -> None:
+    """With --access-log, the access lines show whatever --log-level is (uvicorn logs them at info)."""
+    if getattr(args, "access_log", False):
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
     from wanmock.mockserver.app import base_urls
@@ -202,7 +226,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store.close()  # a replay keeps no tasks in it
         out.write(replay.state.replay.banner(origin))
         out.flush()
-        uvicorn.Server(uvicorn.Config(replay, log_level=args.log_level, lifespan="on")).run(sockets=[sock])
+        replaying = uvicorn.Config(replay, log_level=args.log_level, lifespan="on", **http_stack(args))
+        show_access_log(args)
+        uvicorn.Server(replaying).run(sockets=[sock])
         return 0
     out.write(f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n")
     for provider, url in base_urls(config, origin).items():
@@ -217,7 +243,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers > 1:
         return run_workers(args, store, sock)
     try:
-        server = uvicorn.Server(uvicorn.Config(build_app(args, store), log_level=args.log_level, lifespan="on"))
+        app = build_app(args, store)
+        server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on", **http_stack(args)))
+        show_access_log(args)
         server.run(sockets=[sock])
     finally:
         store.close()
@@ -239,6 +267,7 @@ def run_workers(args: argparse.Namespace, store: TaskStore, sock: socket.socket)
         workers=args.workers,
         log_level=args.log_level,
         lifespan="on",
+        **http_stack(args),
     )
     supervisor: Any = Multiprocess
     if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn wants the worker's target

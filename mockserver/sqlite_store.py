@@ -2,9 +2,13 @@
 on the host that opens the same file (the workers of ``wanmock serve --workers N``) shares them.
 
 WAL mode (readers never wait for the writer), a busy timeout (a writer waits for another
-instead of failing), one connection per thread. Every read-modify-write (the sequence, a fault
-rule's count, the manual clock) is one statement or one ``BEGIN IMMEDIATE`` transaction, so it
-is atomic across processes.
+instead of failing, at most the store's ``timeout``), one connection per thread. Every
+read-modify-write (the sequence, a task's transition, a fault rule's count, the manual clock) is
+one statement or one ``BEGIN IMMEDIATE`` transaction, so it is atomic across processes. A submit
+is one transaction (sequence, retention sweep, insert), a journal entry another.
+
+Durability: ``synchronous = NORMAL`` in WAL mode — a committed task survives the server being
+killed; a power loss or an OS crash may lose the last transactions before a checkpoint.
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from wanmock.mockserver.faults import ACTIONS, FaultRule, choose, exhausted
-from wanmock.mockserver.store import DEFAULT_EVICT_GRACE, DEFAULT_JOURNAL_LIMIT, JournalEntry, StoreError, evict_at
+from wanmock.mockserver.store import (
+    DEFAULT_EVICT_GRACE,
+    DEFAULT_JOURNAL_LIMIT,
+    DEFAULT_TIMEOUT,
+    JournalEntry,
+    StoreError,
+    evict_at,
+)
 from wanmock.mockserver.tasks import Task
 
-BUSY_TIMEOUT_MS = 10_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     provider   TEXT NOT NULL,
@@ -62,15 +72,18 @@ ON CONFLICT (provider, id) DO UPDATE SET
 
 class SQLiteStore:
     shared = True
+    failures: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     def __init__(
         self,
         path: str | Path,
         journal_limit: int = DEFAULT_JOURNAL_LIMIT,
         evict_grace: float = DEFAULT_EVICT_GRACE,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        if journal_limit < 1 or evict_grace < 0:
-            raise ValueError("journal_limit must be positive and evict_grace not negative")
+        if journal_limit < 1 or evict_grace < 0 or timeout <= 0:
+            raise ValueError("journal_limit and timeout must be positive and evict_grace not negative")
+        self.timeout = timeout
         self.path = Path(path)
         self.journal_limit = journal_limit
         self.evict_grace = evict_grace
@@ -97,11 +110,9 @@ class SQLiteStore:
         """This thread's connection (autocommit; transactions are explicit)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             try:
-                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")  # durable across a crash of the server
             except sqlite3.Error:
@@ -138,19 +149,38 @@ class SQLiteStore:
         when = evict_at(task, self.evict_grace)
         return (task.provider, task.id, task.test_id, task.seq, task.created_at, when, data)
 
-    def next_seq(self) -> int:
-        row = self.connection().execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value")
-        value: int = row.fetchall()[0][0]  # fetch all: a RETURNING statement ends (commits) when drained
+    @staticmethod
+    def _next_seq(db: sqlite3.Connection) -> int:
+        row = db.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value")
+        value: int = row.fetchall()[0][0]  # fetch all: a RETURNING statement ends when drained
         return value
 
+    def next_seq(self) -> int:
+        return self._next_seq(self.connection())
+
     def add(self, task: Task) -> Task:
+        """One transaction: number the task (when its seq is 0), sweep, insert."""
         with self.transaction() as db:
+            if not task.seq:
+                task.seq = self._next_seq(db)
             db.execute("DELETE FROM tasks WHERE evict_at <= ?", (task.created_at,))  # created at the clock's now
             db.execute(TASK_UPSERT, self._row(task))
         return task
 
     def save(self, task: Task) -> None:
         self.connection().execute(TASK_UPSERT, self._row(task))
+
+    def transition(self, provider: str, task_id: str, change: Callable[[Task], None]) -> Task | None:
+        """Read, change and write in one write transaction: another process's transition of
+        the same task waits for this one and then sees its result."""
+        with self.transaction() as db:
+            row = db.execute("SELECT data FROM tasks WHERE provider = ? AND id = ?", (provider, task_id)).fetchone()
+            if row is None:
+                return None
+            task = Task.from_dict(json.loads(row[0]))
+            change(task)  # may raise: the transaction is rolled back
+            db.execute(TASK_UPSERT, self._row(task))
+        return task
 
     def get(self, provider: str, task_id: str) -> Task | None:
         row = (
@@ -172,13 +202,20 @@ class SQLiteStore:
         rows = self.connection().execute(f"SELECT data FROM tasks{clause} ORDER BY seq", values)
         return [Task.from_dict(json.loads(data)) for (data,) in rows]
 
+    def ping(self) -> None:
+        """The store answers when it can take the write lock (readers never wait in WAL mode)."""
+        with self.transaction() as db:
+            db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchall()
+
     # -- journal --------------------------------------------------------------------------
 
     def append(self, entry: JournalEntry) -> None:
+        """One transaction: number the entry (when its seq is 0), insert, trim to the bound."""
+        data = entry.to_dict()
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO journal (test_id, data) VALUES (?, ?)", (entry.test_id, json.dumps(entry.to_dict()))
-            )
+            if not entry.seq:
+                data["seq"] = self._next_seq(db)
+            cursor = db.execute("INSERT INTO journal (test_id, data) VALUES (?, ?)", (entry.test_id, json.dumps(data)))
             assert cursor.lastrowid is not None
             db.execute("DELETE FROM journal WHERE n <= ?", (cursor.lastrowid - self.journal_limit,))
 

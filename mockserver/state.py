@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from wanmock.mockserver.clock import StoredManualClock
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.drift import Drift
 from wanmock.mockserver.faults import FaultRuleSet
@@ -19,6 +20,7 @@ from wanmock.mockserver.ratelimit import RateLimiter
 from wanmock.mockserver.results import ResultLinks
 from wanmock.mockserver.routing import Router
 from wanmock.mockserver.store import TaskStore
+from wanmock.mockserver.storeio import StoreIO, StoreUnavailable
 
 
 @dataclass
@@ -41,9 +43,23 @@ class AppState:
     served: dict[str, Served] = field(default_factory=dict)
     drift: Drift = field(default_factory=Drift)
     about: dict[str, Any] = field(default_factory=dict)  # extra health fields (a replay's mode, cassette)
+    io: StoreIO = field(init=False)  # store calls off the event loop, with a deadline
+
+    def __post_init__(self) -> None:
+        self.io = StoreIO(self.store)
 
     def now(self) -> float:
         return self.config.clock.now()
+
+    async def anow(self) -> float:
+        """The clock's now, read off the event loop when it lives in a shared store."""
+        clock = self.config.clock
+        if isinstance(clock, StoredManualClock):
+            try:
+                return await self.io.run(clock.now)
+            except StoreUnavailable:  # the next store call fails too, and answers the 503
+                return clock.last_known()
+        return clock.now()
 
     def request_id(self) -> str:
         return Profile.new_task_id(self.served[next(iter(self.served))].profile, self.rng)

@@ -11,18 +11,21 @@ so any process can answer for any task. Every store bounds its journal and forge
 from __future__ import annotations
 
 import heapq
+import json
 import threading
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from wanmock.mockserver.faults import FaultRules, FaultRuleSet
-from wanmock.mockserver.tasks import Task
+from wanmock.mockserver.tasks import Task, VideoParams
 
 DEFAULT_JOURNAL_LIMIT = 10_000
 DEFAULT_EVICT_GRACE = 3600.0  # seconds an expired task stays visible to the control plane
+DEFAULT_TASK_LIMIT = 100_000  # tasks the memory store keeps (the oldest is dropped beyond)
+DEFAULT_TIMEOUT = 2.0  # seconds a shared store's operation may take (socket or lock wait)
 STORE_FORMS = "memory, sqlite:///PATH (four slashes for an absolute path), redis://HOST:PORT/DB"
 
 
@@ -87,18 +90,46 @@ class JournalEntry:
 class TaskStore(Protocol):
     """Tasks keyed by (provider, id), the request journal, a sequence, and the fault rules.
     ``shared`` stores (SQLite, Redis) also keep the manual clock and the result-link secret,
-    so every process serving them agrees."""
+    so every process serving them agrees.
+
+    A task is changed only through ``transition``: read, change and write as one atomic step
+    (compare-and-set), so two workers racing (a client's cancel against a forced succeed) never
+    both win, and a terminal state is never overwritten. ``add`` and ``append`` number a task or
+    an entry from the sequence when its ``seq`` is 0 (one round trip instead of two).
+
+    Calls block: the server makes them through ``wanmock.mockserver.storeio.StoreIO`` (off the
+    event loop, with a deadline). ``failures`` are the exceptions that mean "the store is
+    unavailable" (a timeout, a lost connection, a locked or unreadable file)."""
 
     @property
     def shared(self) -> bool: ...
+    @property
+    def failures(self) -> tuple[type[BaseException], ...]: ...
+    @property
+    def timeout(self) -> float:
+        """Seconds one store operation may take before it counts as failed."""
+        ...
+
     def add(self, task: Task) -> Task: ...
     def get(self, provider: str, task_id: str) -> Task | None: ...
-    def save(self, task: Task) -> None: ...
+    def save(self, task: Task) -> None:
+        """Write ``task`` as it is (creation and tests; changes go through ``transition``)."""
+        ...
+
+    def transition(self, provider: str, task_id: str, change: Callable[[Task], None]) -> Task | None:
+        """Atomically: read the task, apply ``change`` (which may raise to refuse: nothing is
+        written then), write it back. None when there is no such task."""
+        ...
+
     def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]: ...
     def append(self, entry: JournalEntry) -> None: ...
     def journal(self) -> Iterable[JournalEntry]: ...
     def next_seq(self) -> int: ...
     def reset(self, test_id: str | None = None) -> None: ...
+    def ping(self) -> None:
+        """Raise one of ``failures`` unless the store answers."""
+        ...
+
     def fault_rules(self) -> FaultRuleSet:
         """The fault rules kept with this store (one object per store)."""
         ...
@@ -110,24 +141,41 @@ class TaskStore(Protocol):
     def close(self) -> None: ...
 
 
+# A stored task in the memory store: a flat tuple of immutable values (no dicts, no nested
+# objects), so the garbage collector untracks it and a full collection stays short however
+# many tasks are stored. The key "provider/id" carries the provider and the id.
+_KIND, _MODEL, _RES, _RATIO, _DURATION, _AUDIO, _PROMPT = range(7)
+_CREATED, _STARTED, _FINISHED, _FINAL, _CODE, _MESSAGE, _EXPIRED, _RETENTION = range(7, 15)
+_TEST, _OWNER, _REQUEST, _SEQ = range(15, 19)
+_INTERN_LIMIT = 4096  # distinct short strings shared between tasks (models, owners, test ids)
+
+
 class MemoryStore:
-    """Tasks in a dict, the journal in a bounded deque; safe across threads of one process."""
+    """Tasks in an insertion-ordered dict of flat tuples (about 0.7 KiB each), the journal in a
+    bounded deque; safe across threads of one process.
+
+    At the task cap the oldest task is dropped in O(1) (a queue of keys in creation order);
+    tasks past their retention are swept from a heap of eviction times when a task is added."""
 
     shared = False
+    failures: tuple[type[BaseException], ...] = ()
+    timeout = 0.0
 
     def __init__(
         self,
         journal_limit: int = DEFAULT_JOURNAL_LIMIT,
-        task_limit: int = 100_000,
+        task_limit: int = DEFAULT_TASK_LIMIT,
         evict_grace: float = DEFAULT_EVICT_GRACE,
     ) -> None:
         if journal_limit < 1 or task_limit < 1 or evict_grace < 0:
             raise ValueError("journal_limit and task_limit must be positive, evict_grace not negative")
-        self._tasks: dict[tuple[str, str], Task] = {}
+        self._tasks: dict[str, tuple[Any, ...]] = {}
+        self._order: deque[str] = deque()  # keys in creation order (may hold forgotten ones)
         self._journal: deque[JournalEntry] = deque(maxlen=journal_limit)
         self._task_limit = task_limit
         self._grace = evict_grace
-        self._evictions: list[tuple[float, str, str]] = []  # a heap of (evict_at, provider, id)
+        self._evictions: list[tuple[float, str]] = []  # a heap of (evict_at, key)
+        self._names: dict[str, str] = {}
         self._seq = 0
         self._lock = threading.Lock()
         self._faults = FaultRules()
@@ -141,28 +189,106 @@ class MemoryStore:
             self._secret = self._secret or fallback
             return self._secret
 
+    def ping(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
-    def _schedule(self, task: Task) -> None:
-        when = evict_at(task, self._grace)
+    # -- the compact form -----------------------------------------------------------------
+
+    def _name(self, text: str | None) -> str | None:
+        if text is None or len(self._names) >= _INTERN_LIMIT:
+            return self._names.get(text, text) if text is not None else None
+        return self._names.setdefault(text, text)
+
+    def _pack(self, task: Task) -> tuple[Any, ...]:
+        p, name = task.params, self._name
+        request = json.dumps(task.request, separators=(",", ":")) if task.request else ""
+        return (
+            name(task.kind),
+            name(task.model_id),
+            name(p.resolution),
+            name(p.ratio),
+            p.duration,
+            p.audio,
+            p.prompt,
+            task.created_at,
+            task.started_at,
+            task.finished_at,
+            name(task.final_state),
+            task.error_code,
+            task.error_message,
+            task.expired_at,
+            task.retention_seconds,
+            name(task.test_id),
+            name(task.owner),
+            request,
+            task.seq,
+        )
+
+    @staticmethod
+    def _unpack(key: str, r: tuple[Any, ...]) -> Task:
+        provider, _, task_id = key.partition("/")
+        return Task(
+            id=task_id,
+            provider=provider,
+            kind=r[_KIND],
+            model_id=r[_MODEL],
+            params=VideoParams(r[_RES], r[_RATIO], r[_DURATION], r[_AUDIO], r[_PROMPT]),
+            created_at=r[_CREATED],
+            started_at=r[_STARTED],
+            finished_at=r[_FINISHED],
+            final_state=r[_FINAL],
+            error_code=r[_CODE],
+            error_message=r[_MESSAGE],
+            expired_at=r[_EXPIRED],
+            retention_seconds=r[_RETENTION],
+            test_id=r[_TEST],
+            owner=r[_OWNER],
+            request=json.loads(r[_REQUEST]) if r[_REQUEST] else {},
+            seq=r[_SEQ],
+        )
+
+    def _evict_at(self, r: tuple[Any, ...]) -> float | None:
+        if r[_RETENTION] is not None:
+            return float(r[_CREATED] + r[_RETENTION] + self._grace)
+        if r[_EXPIRED] is not None:
+            return float(r[_EXPIRED] + self._grace)
+        return None
+
+    # -- eviction -------------------------------------------------------------------------
+
+    def _put(self, key: str, record: tuple[Any, ...]) -> None:
+        """Store ``record`` and schedule its eviction (the caller holds the lock)."""
+        self._tasks[key] = record
+        when = self._evict_at(record)
         if when is not None:
-            heapq.heappush(self._evictions, (when, task.provider, task.id))
+            heapq.heappush(self._evictions, (when, key))
         if len(self._evictions) > 2 * len(self._tasks) + 1024:  # stale entries (saves, the task limit)
-            self._evictions = [
-                (due, t.provider, t.id) for t in self._tasks.values() if (due := evict_at(t, self._grace)) is not None
-            ]
+            self._evictions = [(due, k) for k, r in self._tasks.items() if (due := self._evict_at(r)) is not None]
             heapq.heapify(self._evictions)
 
     def _sweep(self, now: float) -> None:
         """Forget tasks whose retention (plus the grace) ended by ``now``; an entry whose task
         was saved since with a later eviction time is skipped (that save pushed another)."""
         while self._evictions and self._evictions[0][0] <= now:
-            _, provider, task_id = heapq.heappop(self._evictions)
-            task = self._tasks.get((provider, task_id))
-            when = None if task is None else evict_at(task, self._grace)
+            _, key = heapq.heappop(self._evictions)
+            record = self._tasks.get(key)
+            when = None if record is None else self._evict_at(record)
             if when is not None and when <= now:
-                del self._tasks[(provider, task_id)]
+                del self._tasks[key]
+
+    def _make_room(self) -> None:
+        """Drop the oldest task when the cap is reached: O(1) (amortized over the queue's
+        occasional rebuild when it holds many keys of tasks already forgotten)."""
+        while len(self._tasks) >= self._task_limit and self._order:
+            key = self._order.popleft()
+            self._tasks.pop(key, None)
+        if len(self._order) > 2 * len(self._tasks) + 1024:
+            self._order = deque(self._tasks)
+
+    # -- tasks ----------------------------------------------------------------------------
 
     def next_seq(self) -> int:
         with self._lock:
@@ -171,35 +297,60 @@ class MemoryStore:
 
     def add(self, task: Task) -> Task:
         with self._lock:
+            if not task.seq:
+                self._seq += 1
+                task.seq = self._seq
             self._sweep(task.created_at)  # a task is created at the clock's now
-            if len(self._tasks) >= self._task_limit:
-                oldest = min(self._tasks, key=lambda k: self._tasks[k].seq)
-                del self._tasks[oldest]
-            self._tasks[(task.provider, task.id)] = task
-            self._schedule(task)
+            key = f"{task.provider}/{task.id}"
+            if key not in self._tasks:
+                self._make_room()
+                self._order.append(key)
+            self._put(key, self._pack(task))
         return task
 
     def get(self, provider: str, task_id: str) -> Task | None:
-        with self._lock:
-            task = self._tasks.get((provider, task_id))
-            return None if task is None else Task.from_dict(task.to_dict())
+        key = f"{provider}/{task_id}"
+        record = self._tasks.get(key)  # one dict read is atomic; records are immutable
+        return None if record is None else self._unpack(key, record)
 
     def save(self, task: Task) -> None:
         with self._lock:
-            self._tasks[(task.provider, task.id)] = task
-            self._schedule(task)
+            key = f"{task.provider}/{task.id}"
+            if key not in self._tasks:
+                self._order.append(key)
+            self._put(key, self._pack(task))
+
+    def transition(self, provider: str, task_id: str, change: Callable[[Task], None]) -> Task | None:
+        key = f"{provider}/{task_id}"
+        with self._lock:
+            record = self._tasks.get(key)
+            if record is None:
+                return None
+            task = self._unpack(key, record)
+            change(task)
+            self._put(key, self._pack(task))
+        return task
 
     def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]:
         with self._lock:
             found = [
-                t
-                for t in self._tasks.values()
-                if (provider is None or t.provider == provider) and (test_id is None or t.test_id == test_id)
+                self._unpack(k, r)
+                for k, r in self._tasks.items()
+                if (provider is None or k.partition("/")[0] == provider) and (test_id is None or r[_TEST] == test_id)
             ]
         return sorted(found, key=lambda t: t.seq)
 
+    def count(self) -> int:
+        """How many tasks are stored (not bool(store): an empty store is still a store)."""
+        return len(self._tasks)
+
+    # -- journal --------------------------------------------------------------------------
+
     def append(self, entry: JournalEntry) -> None:
         with self._lock:
+            if not entry.seq:
+                self._seq += 1
+                entry = replace(entry, seq=self._seq)
             self._journal.append(entry)
 
     def journal(self) -> list[JournalEntry]:
@@ -210,10 +361,12 @@ class MemoryStore:
         with self._lock:
             if test_id is None:
                 self._tasks.clear()
+                self._order.clear()
                 self._journal.clear()
                 self._evictions.clear()
                 return
-            self._tasks = {k: t for k, t in self._tasks.items() if t.test_id != test_id}
+            self._tasks = {k: r for k, r in self._tasks.items() if r[_TEST] != test_id}
+            self._order = deque(self._tasks)
             kept = [e for e in self._journal if e.test_id != test_id]
             self._journal = deque(kept, maxlen=self._journal.maxlen)
 
@@ -227,7 +380,10 @@ def store_from_url(url: str) -> TaskStore:
       (default ``wanmock:``), so several servers can share one Redis without meeting.
 
     Every form takes ``journal_limit=N`` (default 10000 entries) and ``evict_grace=SECONDS``
-    (default 3600) as query parameters, e.g. ``sqlite:///tasks.db?journal_limit=500``.
+    (default 3600) as query parameters, e.g. ``sqlite:///tasks.db?journal_limit=500``. The shared
+    stores also take ``timeout=SECONDS`` (default 2): how long one operation may wait for Redis
+    (socket and connect timeouts) or for SQLite's write lock (busy timeout) before the request is
+    answered with the provider's 503; the memory store ``task_limit=N`` (default 100000).
     """
     if url == "memory" or url.startswith("memory?"):
         url = "memory://" + url[len("memory") :]
@@ -241,23 +397,40 @@ def store_from_url(url: str) -> TaskStore:
         raise StoreError(f"store URL {url!r}: journal_limit must be an integer, evict_grace a number") from exc
     if journal_limit < 1 or not 0 <= evict_grace < float("inf"):
         raise StoreError(f"store URL {url!r}: journal_limit must be >= 1 and evict_grace >= 0")
+    timeout = DEFAULT_TIMEOUT
+    if scheme != "memory" and "timeout" in options:
+        try:
+            timeout = float(options.pop("timeout"))
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= 600:
+            raise StoreError(f"store URL {url!r}: timeout must be a number of seconds, above 0 and at most 600")
     if scheme == "memory":
-        if parts.netloc or parts.path or options:
-            raise StoreError(f"the memory store takes no path or options but journal_limit and evict_grace: {url!r}")
-        return MemoryStore(journal_limit=journal_limit, evict_grace=evict_grace)
+        try:
+            task_limit = int(options.pop("task_limit", DEFAULT_TASK_LIMIT))
+        except ValueError:
+            task_limit = 0
+        if parts.netloc or parts.path or options or task_limit < 1:
+            raise StoreError(
+                f"the memory store takes no path, and no options but journal_limit, evict_grace and "
+                f"task_limit (a positive integer): {url!r}"
+            )
+        return MemoryStore(journal_limit=journal_limit, task_limit=task_limit, evict_grace=evict_grace)
     if scheme == "sqlite":
         from wanmock.mockserver.sqlite_store import SQLiteStore
 
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/" or options:
             raise StoreError(
                 f"a SQLite store URL is sqlite:///relative.db or sqlite:////absolute/path.db, "
-                f"with no options but journal_limit and evict_grace; got {url!r}"
+                f"with no options but journal_limit, evict_grace and timeout; got {url!r}"
             )
-        return SQLiteStore(unquote(parts.path[1:]), journal_limit=journal_limit, evict_grace=evict_grace)
+        return SQLiteStore(
+            unquote(parts.path[1:]), journal_limit=journal_limit, evict_grace=evict_grace, timeout=timeout
+        )
     if scheme in ("redis", "rediss"):
         from wanmock.mockserver.redis_store import DEFAULT_PREFIX, RedisStore
 
         prefix = options.pop("prefix", DEFAULT_PREFIX)
         rest = parts._replace(query=urlencode(options)).geturl()
-        return RedisStore(rest, prefix=prefix, journal_limit=journal_limit, evict_grace=evict_grace)
+        return RedisStore(rest, prefix=prefix, journal_limit=journal_limit, evict_grace=evict_grace, timeout=timeout)
     raise StoreError(f"unsupported store {url!r}; supported: {STORE_FORMS}")

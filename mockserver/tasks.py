@@ -12,7 +12,7 @@ created, or when the control plane expires it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from wanmock.schemas import TERMINAL_STATES
@@ -24,7 +24,7 @@ class TransitionError(ValueError):
     """A forced transition that the lifecycle does not allow (e.g. failing a finished task)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VideoParams:
     """What the result must look like, normalised from any provider's request."""
 
@@ -35,7 +35,7 @@ class VideoParams:
     prompt: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     id: str
     provider: str
@@ -107,7 +107,33 @@ class Task:
     # -- persistence ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready dict (it shares the request object: serialize it or copy it)."""
+        p = self.params
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "kind": self.kind,
+            "model_id": self.model_id,
+            "params": {
+                "resolution": p.resolution,
+                "ratio": p.ratio,
+                "duration": p.duration,
+                "audio": p.audio,
+                "prompt": p.prompt,
+            },
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "final_state": self.final_state,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "expired_at": self.expired_at,
+            "retention_seconds": self.retention_seconds,
+            "test_id": self.test_id,
+            "owner": self.owner,
+            "request": self.request,
+            "seq": self.seq,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:

@@ -18,6 +18,7 @@ from wanmock.schemas import catalog, resolve_pointer
 
 from tests.conftest import Mock, example_body, submit_headers
 from tests.test_serve_cli import Server
+from tests.test_stores import StoreMock, open_store, redis_server, two_apps  # noqa: F401 (fixtures)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -114,6 +115,34 @@ def test_result_link_exists_once_the_task_succeeded(mock: Mock) -> None:
     assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")
 
 
+def test_every_worker_on_a_store_shows_the_same(two_apps: tuple[StoreMock, StoreMock]) -> None:  # noqa: F811
+    """Two apps on one store (as two workers): what one is told, the other's page sees."""
+    a, b = two_apps
+    task_id = submit(a, **{"X-Wanmock-Test": "w"})
+    seen = [m.get("/__admin/changes", params={"journal": "1"}).json() for m in (a, b)]
+    assert seen[0] == seen[1]  # one version, whichever worker answers
+    assert (seen[1]["tasks"], seen[1]["journal"]) == (1, 1)
+    assert b.post("/__admin/faults", json={"action": "fail", "provider": "dashscope"}).status_code == 201
+    assert a.get("/__admin/changes", params={"since": seen[0]["version"]}).json()["changed"] is True
+    a.advance(10)
+    url = b.get(f"/__admin/tasks/dashscope/{task_id}/result").json()["url"]
+    assert a.get(url).status_code == 200  # signed by one worker, served by the other
+
+
+def test_a_store_outage_is_a_503_in_the_control_planes_shape(mock: Mock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wanmock.mockserver.storeio import StoreUnavailable
+
+    outage = StoreUnavailable("tasks", "no answer within 3 s")
+
+    async def down(*args: Any) -> Any:
+        raise outage
+
+    monkeypatch.setattr(mock.state.io, "run", down)
+    for path in ("/__admin/changes", "/__admin/tasks/dashscope/x/result"):
+        answer = mock.get(path)
+        assert (answer.status_code, answer.json()) == (503, {"error": str(outage)})
+
+
 # -- the page in a real browser ------------------------------------------------------------------
 
 
@@ -155,9 +184,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
-    """A fresh `wanmock serve --clock manual --port 0` (set up before the page, so torn down after it)."""
-    started = Server("--timing", "fast", "--clock", "manual", "--seed", "3")
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A fresh `wanmock serve --clock manual --port 0` (set up before the page, so torn down after
+    it); parametrized indirectly with "sqlite-workers", two workers on a SQLite store."""
+    args = ["--timing", "fast", "--clock", "manual", "--seed", "3"]
+    if getattr(request, "param", None) == "sqlite-workers":
+        args += ["--store", f"sqlite:///{tmp_path / 'tasks.db'}", "--workers", "2"]
+    started = Server(*args)
     yield started
     started.stop()
 
@@ -257,6 +290,9 @@ def test_watch_a_task_succeed_play_it_fail_the_next_and_filter_the_journal(
     assert page.locator("#journal .exchange").first.get_attribute("data-seq") is not None
     seqs = [int(s) for s in page.locator("#journal .exchange").evaluate_all("els => els.map(e => e.dataset.seq)")]
     assert seqs == sorted(seqs, reverse=True)
+    assert api_submit(server, "modellix", **{"X-Wanmock-Test": "live"}).status_code == 200
+    expect(page.locator("#journal .exchange")).to_have_count(5, timeout=15_000)  # live, on top
+    expect(page.locator("#journal .exchange").first).to_contain_text("test live")
     shot("journal")
     page.locator('#journal-filter [name="status"]').fill("503")
     page.locator('#journal-filter [name="provider"]').select_option("dashscope")
@@ -299,3 +335,20 @@ def test_the_task_list_stays_usable_with_a_thousand_tasks(server: Server, page: 
     states = "[...document.querySelectorAll('#tasks tbody tr[data-task]')].slice(0, 6).map(r => r.dataset.state)"
     wait_until(page, f"{states}.join() === 'queued,canceled,queued,running,failed,succeeded'")
     Shots(page, artefacts(tmp_path, "dashboard-1000"))("thousand-tasks", full_page=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["sqlite-workers"], indirect=True)
+def test_two_workers_on_a_shared_store_drive_the_same_page(server: Server, page: Any, tmp_path: Path) -> None:
+    page.goto(server.origin + "/__admin/ui/")
+    page.wait_for_selector("body[data-ready]")
+    expect(page.locator("#footer")).to_contain_text("SQLiteStore")
+    created = [api_submit(server, provider) for provider in ("dashscope", "aimlapi", "modellix")]
+    assert [r.status_code for r in created] == [200, 200, 200]
+    expect(page.locator('#tasks tbody tr[data-state="queued"]')).to_have_count(3, timeout=15_000)
+    page.click('[data-advance="1"]')  # the header's +1 s: queued -> running (fast timing: 1 s queued)
+    expect(page.locator('#tasks tbody tr[data-state="running"]')).to_have_count(3, timeout=15_000)
+    page.click('[data-advance="60"]')
+    expect(page.locator('#tasks tbody tr[data-state="succeeded"]')).to_have_count(3, timeout=15_000)
+    assert server.client.get("/__admin/clock").json()["now"] == 1_790_000_061  # one stored clock
+    Shots(page, artefacts(tmp_path, "dashboard-workers"))("two-workers", full_page=False)

@@ -66,10 +66,10 @@ class Server:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            _, err = self.process.communicate(timeout=20)
+            self.out, err = self.process.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, err = self.process.communicate()
+            self.out, err = self.process.communicate()
         return str(err)
 
 
@@ -183,3 +183,32 @@ def test_listening_socket_lets_asyncio_disable_nagle() -> None:
         assert sock.proto == socket.IPPROTO_TCP  # asyncio's _set_nodelay checks exactly this
     finally:
         sock.close()
+
+
+def test_the_http_stack_is_uvloop_and_httptools_without_an_access_log() -> None:
+    import argparse
+
+    from wanmock.mockserver.serve import http_stack
+
+    assert http_stack(argparse.Namespace()) == {"loop": "uvloop", "http": "httptools", "access_log": False}
+    assert http_stack(argparse.Namespace(access_log=True))["access_log"] is True
+
+
+def test_access_log_prints_one_line_per_request_only_when_asked() -> None:
+    quiet, loud = Server("--provider", "modellix"), Server("--provider", "modellix", "--access-log")
+    for s in (quiet, loud):
+        s.client.get("/__admin/health")
+    logs = [s.stop() + s.out for s in (quiet, loud)]
+    assert '"GET /__admin/health HTTP/1.1" 200' not in logs[0]
+    assert '"GET /__admin/health HTTP/1.1" 200' in logs[1]
+
+
+def test_serve_does_not_import_the_harness_or_pyav() -> None:
+    """Start-up imports on demand: `wanmock serve` leaves hypothesis, httpx and PyAV unloaded."""
+    code = (
+        "import sys; from wanmock.mockserver import cli, serve, app, replay; "
+        "cli.build_parser('serve'); app.create_app(); "
+        "print(sorted(m for m in ('hypothesis', 'httpx', 'av', 'wanmock.contracts') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,16 @@ def _classify(observation: Observation, issue: Issue) -> tuple[str, str]:
     return "schema violation", issue.message
 
 
+def documented_window(provider: str, kind: str | None) -> tuple[float, float] | None:
+    """The seconds from submit to the end within which a task of ``kind`` is not worth a warning:
+    from 0.3x the shortest to 3x the longest documented queue + run (None: nothing documented)."""
+    timing = catalog().provider(provider).manifest.get("timing", {})
+    if kind not in timing.get("run_seconds", {}):
+        return None
+    low, high = timing["run_seconds"][kind]
+    return 0.3 * (low + timing["queue_seconds"]), 3 * (high + timing["queue_seconds"])
+
+
 def compare(observation: Observation) -> list[Finding]:
     """Every difference between one observed answer and the captured contract."""
     findings: list[Finding] = []
@@ -143,11 +153,10 @@ def compare(observation: Observation) -> list[Finding]:
         provider = catalog().provider(observation.provider)
         for path in _new_fields(provider, provider.documents[file], file, observation.body):
             found("warning", "new field", path, "not in the captured schema")
-    timing = catalog().provider(observation.provider).manifest.get("timing", {})
-    if observation.elapsed is not None and observation.kind in timing.get("run_seconds", {}):
-        low, high = timing["run_seconds"][observation.kind]
-        expected_low, expected_high = 0.3 * (low + timing["queue_seconds"]), 3 * (high + timing["queue_seconds"])
-        if not expected_low <= observation.elapsed <= expected_high:
+    window = documented_window(observation.provider, observation.kind)
+    if observation.elapsed is not None and window is not None:
+        low, high = catalog().provider(observation.provider).manifest["timing"]["run_seconds"][observation.kind]
+        if not window[0] <= observation.elapsed <= window[1]:
             found(
                 "warning",
                 "timing outside the documented range",
@@ -294,17 +303,18 @@ def observations_from_cassette(directory: Path) -> list[Observation]:
 # -- reports ----------------------------------------------------------------------------------
 
 
-def render(findings: list[Finding], fmt: str, provider: str) -> str:
+def render(findings: Sequence[Finding], fmt: str, provider: str, *, tool: str = "drift") -> str:
+    """``findings`` as a report in ``fmt`` (json, junit, markdown, text); ``tool`` names what found them."""
     if fmt == "json":
         return json.dumps({"provider": provider, "findings": [asdict(f) for f in findings]}, indent=2) + "\n"
     if fmt == "junit":
         lines = [
             '<?xml version="1.0" encoding="UTF-8"?>',
-            f'<testsuite name={quoteattr("wanmock.drift." + provider)} tests="{max(len(findings), 1)}" '
+            f'<testsuite name={quoteattr(f"wanmock.{tool}." + provider)} tests="{max(len(findings), 1)}" '
             f'failures="{sum(f.severity == "breaking" for f in findings)}">',
         ]
         if not findings:
-            lines.append(f'  <testcase classname={quoteattr(provider)} name="no drift"/>')
+            lines.append(f"  <testcase classname={quoteattr(provider)} name={quoteattr('no ' + tool)}/>")
         for f in findings:
             lines.append(
                 f"  <testcase classname={quoteattr(provider + '.' + f.probe)} name={quoteattr(f.kind + ' ' + f.path)}>"
@@ -317,10 +327,15 @@ def render(findings: list[Finding], fmt: str, provider: str) -> str:
         lines.append("</testsuite>")
         return "\n".join(lines) + "\n"
     counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
+    clean = (
+        "no drift — every answer matches the captured contract"
+        if tool == "drift"
+        else f"no {tool} finding — every exchange matches the captured contract"
+    )
     if fmt == "markdown":
-        head = f"### wanmock drift: {provider}\n\n"
+        head = f"### wanmock {tool}: {provider}\n\n"
         if not findings:
-            return head + "No drift: every answer matches the captured contract.\n"
+            return head + clean[0].upper() + clean[1:].replace(" —", ":") + ".\n"
         rows = ["| severity | probe | what | where | detail |", "|---|---|---|---|---|"]
         for f in sorted(findings, key=lambda f: -RANK[f.severity]):
             detail = f.detail.replace("|", "\\|")
@@ -328,13 +343,13 @@ def render(findings: list[Finding], fmt: str, provider: str) -> str:
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         return head + summary + "\n\n" + "\n".join(rows) + "\n"
     if not findings:
-        return f"{provider}: no drift — every answer matches the captured contract\n"
+        return f"{provider}: {clean}\n"
     lines = [f"{provider}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
     for f in sorted(findings, key=lambda f: -RANK[f.severity]):
         lines.append(f"  {f.severity.upper():<8} {f.probe}: {f.kind} at {f.path} — {f.detail}")
     return "\n".join(lines) + "\n"
 
 
-def exit_code(findings: list[Finding], fail_on: str) -> int:
+def exit_code(findings: Sequence[Finding], fail_on: str) -> int:
     threshold = RANK[fail_on]
     return 1 if any(RANK[f.severity] >= threshold for f in findings) else 0

@@ -132,6 +132,108 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+class Recorder:
+    """Builds a cassette from exchanges, each scrubbed before it is kept (no I/O: a transport or
+    the proxy feeds it). ``keys`` are the API keys to redact; :meth:`add_key` adds one seen later."""
+
+    def __init__(self, provider: str, base_url: str, *, keys: Iterable[str], now: Callable[[], float]) -> None:
+        self.provider = catalog().provider(provider)
+        self.router = Router(self.provider)
+        self.base_url = base_url.rstrip("/")
+        self.base_path = urlsplit(base_url).path.rstrip("/")
+        self.keys = tuple(k for k in keys if k)
+        self.now = now
+        self.started = now()
+        self.probe = "paid"
+        self.interactions: list[dict[str, Any]] = []
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self._submitted: dict[str, float] = {}
+
+    def add_key(self, key: str) -> None:
+        if key and key not in self.keys:
+            self.keys = (*self.keys, key)
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the base URL's path."""
+        if self.base_path and path.startswith(self.base_path):
+            return path[len(self.base_path) :] or "/"
+        return path
+
+    def classify(self, method: str, path: str, query: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+        """(endpoint, task id named by the request, model id named by the request)."""
+        found = self.router.match(method, path)
+        if not isinstance(found, Match):
+            return "other", None, None
+        task_id = found.params.get("task_id")
+        for param, placeholder in found.endpoint.query.items():
+            if placeholder == "{task_id}":
+                task_id = query.get(param)
+        name = found.endpoint.name
+        return (name if name in ("submit", "poll") else "other"), task_id, found.params.get("model")
+
+    def add(
+        self,
+        *,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: Any,
+        status: int,
+        response_headers: Mapping[str, str],
+        response_body: Any,
+        sent: float,
+        probe: str | None = None,
+    ) -> dict[str, Any]:
+        """Keep one exchange (``path`` relative to the base URL, ``sent`` on ``now``'s clock)."""
+        endpoint, task_id, model_id = self.classify(method, path, dict(query))
+        interaction: dict[str, Any] = {
+            "request": {
+                "method": method,
+                "path": path,
+                "query": scrub(dict(query), self.keys),
+                "headers": scrub(dict(headers), self.keys),
+                "body": scrub(body, self.keys),
+            },
+            "response": {
+                "status": status,
+                "headers": scrub(dict(response_headers), self.keys),
+                "body": scrub(response_body, self.keys),
+            },
+            "elapsed": 0.0,
+            "task_id": task_id,
+            "endpoint": endpoint,
+            "probe": probe or self.probe,
+        }
+        index = len(self.interactions)
+        self.interactions.append(interaction)
+        if endpoint == "submit" and status == 200:
+            created = _pointer(response_body, self.provider.task_fields["id_in_submit"])
+            if isinstance(created, str) and created:
+                task_id = interaction["task_id"] = created
+                if model_id is None and isinstance(body, dict):
+                    model_id = body.get("model")
+                model = self.provider.model_for_id(model_id) if isinstance(model_id, str) else None
+                self.tasks[created] = {"kind": model.kind if model else None, "submit": index, "polls": []}
+                self._submitted[created] = sent
+        if endpoint == "poll" and task_id in self.tasks:
+            self.tasks[task_id]["polls"].append(index)
+        interaction["elapsed"] = round(sent - self._submitted.get(task_id or "", self.started), 3)
+        return interaction
+
+    def cassette(self) -> dict[str, Any]:
+        """The cassette document (see the module docstring), as of now."""
+        return {
+            "provider": self.provider.name,
+            "recorded_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "wanmock_version": _version(),
+            "cassette_version": CASSETTE_VERSION,
+            "base_url": scrub(self.base_url, self.keys),
+            "interactions": self.interactions,
+            "tasks": self.tasks,
+        }
+
+
 class CassetteTransport(httpx.BaseTransport):
     """Wraps a transport and keeps each exchange, scrubbed, as a cassette interaction."""
 
@@ -145,81 +247,42 @@ class CassetteTransport(httpx.BaseTransport):
         now: Callable[[], float],
     ) -> None:
         self.inner = inner
-        self.provider = catalog().provider(provider)
-        self.router = Router(self.provider)
-        self.base_path = urlsplit(base_url).path.rstrip("/")
-        self.keys = tuple(keys)
+        self.recorder = Recorder(provider, base_url, keys=keys, now=now)
         self.now = now
-        self.started = now()
-        self.probe = "paid"
-        self.interactions: list[dict[str, Any]] = []
-        self.tasks: dict[str, dict[str, Any]] = {}
-        self._submitted: dict[str, float] = {}
 
-    def _classify(self, request: httpx.Request, path: str) -> tuple[str, str | None, str | None]:
-        """(endpoint, task id named by the request, model id named by the request)."""
-        found = self.router.match(request.method, path)
-        if not isinstance(found, Match):
-            return "other", None, None
-        task_id = found.params.get("task_id")
-        for param, placeholder in found.endpoint.query.items():
-            if placeholder == "{task_id}":
-                task_id = request.url.params.get(param)
-        name = found.endpoint.name
-        return (name if name in ("submit", "poll") else "other"), task_id, found.params.get("model")
+    @property
+    def interactions(self) -> list[dict[str, Any]]:
+        return self.recorder.interactions
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        return self.recorder.tasks
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         sent = self.now()
-        path = request.url.path
-        if self.base_path and path.startswith(self.base_path):
-            path = path[len(self.base_path) :] or "/"
-        endpoint, task_id, model_id = self._classify(request, path)
         body = _json_or_text(request.read())
-        interaction: dict[str, Any] = {
-            "request": {
-                "method": request.method,
-                "path": path,
-                "query": scrub(dict(request.url.params.multi_items()), self.keys),
-                "headers": scrub(dict(request.headers), self.keys),
-                "body": scrub(body, self.keys),
-            },
-            "response": None,
-            "elapsed": 0.0,
-            "task_id": task_id,
-            "endpoint": endpoint,
-            "probe": self.probe,
-        }
         response = self.inner.handle_request(request)  # no answer (a transport error): nothing kept
         response.read()
-        index = len(self.interactions)
-        self.interactions.append(interaction)
-        answer = _json_or_text(response.content)
-        interaction["response"] = {
-            "status": response.status_code,
-            "headers": scrub(dict(response.headers), self.keys),
-            "body": scrub(answer, self.keys),
-        }
-        if endpoint == "submit" and response.status_code == 200:
-            created = _pointer(answer, self.provider.task_fields["id_in_submit"])
-            if isinstance(created, str) and created:
-                task_id = interaction["task_id"] = created
-                if model_id is None and isinstance(body, dict):
-                    model_id = body.get("model")
-                model = self.provider.model_for_id(model_id) if isinstance(model_id, str) else None
-                self.tasks[created] = {"kind": model.kind if model else None, "submit": index, "polls": []}
-                self._submitted[created] = sent
-        if endpoint == "poll" and task_id in self.tasks:
-            self.tasks[task_id]["polls"].append(index)
-        interaction["elapsed"] = round(sent - self._submitted.get(task_id or "", self.started), 3)
+        self.recorder.add(
+            method=request.method,
+            path=self.recorder.relative(request.url.path),
+            query=request.url.params.multi_items(),
+            headers=request.headers,
+            body=body,
+            status=response.status_code,
+            response_headers=response.headers,
+            response_body=_json_or_text(response.content),
+            sent=sent,
+        )
         return response
 
     @contextmanager
     def labelled(self, probe: str) -> Iterator[None]:
-        previous, self.probe = self.probe, probe
+        previous, self.recorder.probe = self.recorder.probe, probe
         try:
             yield
         finally:
-            self.probe = previous
+            self.recorder.probe = previous
 
 
 def _pointer(body: Any, pointer: str) -> Any:
@@ -344,15 +407,7 @@ def record(
         for _ in range(budget):
             with recorder.labelled("paid"), suppress(errors.WanError):
                 wan.wait(wan.submit(request), timeout=timeout)
-    return {
-        "provider": provider,
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "wanmock_version": _version(),
-        "cassette_version": CASSETTE_VERSION,
-        "base_url": scrub(base_url, [api_key]),
-        "interactions": recorder.interactions,
-        "tasks": recorder.tasks,
-    }
+    return recorder.recorder.cassette()
 
 
 # -- where to record from -------------------------------------------------------------------

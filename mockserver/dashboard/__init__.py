@@ -31,6 +31,7 @@ from wanmock.mockserver.drift import KINDS as DRIFT_KINDS
 from wanmock.mockserver.faults import ACTIONS as FAULT_ACTIONS
 from wanmock.mockserver.faults import ENDPOINTS as FAULT_ENDPOINTS
 from wanmock.mockserver.state import AppState
+from wanmock.mockserver.storeio import StoreUnavailable
 
 UI_PATH = "/__admin/ui"
 ASSETS = {
@@ -71,9 +72,9 @@ async def ui_asset(request: Request) -> Response:
     return Response(body, media_type=ASSETS[name], headers=STATIC_HEADERS)
 
 
-def version_of(state: AppState, with_journal: bool) -> tuple[str, dict[str, Any]]:
-    """A digest of what the dashboard shows, and a few counts to show beside it."""
-    now = state.now()
+def version_of(state: AppState, now: float, with_journal: bool) -> tuple[str, dict[str, Any]]:
+    """A digest of what the dashboard shows at ``now``, and a few counts to show beside it
+    (store reads: run it through ``state.io``)."""
     digest = hashlib.sha256()
     tasks = state.store.tasks()
     for task in tasks:
@@ -91,17 +92,25 @@ def version_of(state: AppState, with_journal: bool) -> tuple[str, dict[str, Any]
     return digest.hexdigest()[:16], counts
 
 
+def unavailable(exc: StoreUnavailable) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=503)
+
+
 async def changes(request: Request) -> JSONResponse:
     state = _state(request)
     with_journal = request.query_params.get("journal") in ("1", "true")
-    version, counts = version_of(state, with_journal)
+    try:
+        now = await state.anow()
+        version, counts = await state.io.run(version_of, state, now, with_journal)
+    except StoreUnavailable as exc:
+        return unavailable(exc)
     manual = isinstance(state.config.clock, ManualClock)
     return JSONResponse(
         {
             "version": version,
             "changed": request.query_params.get("since") != version,
             "clock": "manual" if manual else "system",
-            "now": state.now(),
+            "now": now,
             **counts,
         }
     )
@@ -130,10 +139,14 @@ async def result_link(request: Request) -> JSONResponse:
     state = _state(request)
     provider = request.path_params["provider"]
     served = state.served.get(provider)
-    task = state.store.get(provider, request.path_params["task_id"]) if served else None
+    try:
+        task = await state.io.run(state.store.get, provider, request.path_params["task_id"]) if served else None
+        now = await state.anow()
+    except StoreUnavailable as exc:
+        return unavailable(exc)
     if served is None or task is None:
         return JSONResponse({"error": "no such task"}, status_code=404)
-    current = task.state_at(state.now())
+    current = task.state_at(now)
     if current != "succeeded":
         return JSONResponse({"error": f"task {task.id} is {current}; only a succeeded task has a result"}, 409)
     base = str(request.base_url).rstrip("/")

@@ -9,7 +9,8 @@ const API = "/__admin";
 const TOKEN_HEADER = "X-Wanmock-Admin-Token";
 const TOKEN_KEY = "wanmock-admin-token";
 const POLL_MS = 1000;
-const JOURNAL_SHOWN = 200;
+const JOURNAL_SHOWN = 200; // entries drawn at first ("show more" for the next ones)
+const JOURNAL_KEPT = 5000; // newest entries the journal view keeps
 const TERMINAL = new Set(["succeeded", "failed", "canceled", "expired"]);
 
 const S = {
@@ -19,6 +20,8 @@ const S = {
   catalog: null,
   health: null,
   tasks: [],
+  journalCount: null,
+  journalEpoch: 0, // moves when the journal shrank (a reset): the journal view starts over
   view: null, // {name, args, params}
   rendering: false,
 };
@@ -306,12 +309,9 @@ VIEWS.task = {
   async load(view) {
     const [provider, id] = view.args;
     const ref = `${encodeURIComponent(provider)}/${encodeURIComponent(id)}`;
-    const [task, journal] = await Promise.all([
-      api(`/tasks/${ref}`),
-      api(`/journal?task=${encodeURIComponent(id)}&provider=${encodeURIComponent(provider)}`),
-    ]);
+    const [task, entries] = await Promise.all([api(`/tasks/${ref}`), journalSince({ task: id, provider })]);
     view.task = task;
-    view.entries = journalEntries(journal);
+    view.entries = entries;
     const i = S.tasks.findIndex((t) => t.provider === provider && t.id === id);
     if (i >= 0) S.tasks[i] = task;
     if (task.state === "succeeded" && !view.result) {
@@ -393,8 +393,22 @@ VIEWS.task = {
   },
 };
 
-function journalEntries(data) {
-  return (data && (data.entries || data.items)) || [];
+// Journal entries after `after` (a seq), oldest first. Follows the control plane's pages
+// (?cursor=&limit=, next_cursor) when it has them; entries at or before `after` are skipped either
+// way, so a server that answers the whole journal at once works too.
+async function journalSince(filters, after = 0) {
+  const found = [];
+  let cursor = after;
+  for (let pages = 0; pages < 100; pages++) {
+    const query = new URLSearchParams(filters);
+    if (cursor) query.set("cursor", String(cursor));
+    query.set("limit", "1000");
+    const data = await api(`/journal?${query}`);
+    for (const e of data.entries || []) if (e.seq > after && (!found.length || e.seq > found[found.length - 1].seq)) found.push(e);
+    if (data.next_cursor === null || data.next_cursor === undefined || data.next_cursor === cursor) break;
+    cursor = data.next_cursor;
+  }
+  return found;
 }
 
 function entryHtml(e, open = false) {
@@ -425,9 +439,15 @@ const JOURNAL_FILTERS = ["provider", "endpoint", "status", "task", "test"];
 VIEWS.journal = {
   journal: true,
   async load(view) {
-    const query = new URLSearchParams();
-    for (const k of JOURNAL_FILTERS) if (view.params.get(k)) query.set(k, view.params.get(k));
-    view.entries = journalEntries(await api(`/journal${query.toString() ? "?" + query : ""}`)).slice().reverse();
+    // Newest first, fetched incrementally: only entries after the newest one already shown.
+    const filters = {};
+    for (const k of JOURNAL_FILTERS) if (view.params.get(k)) filters[k] = view.params.get(k);
+    if (!view.entries || view.epoch !== S.journalEpoch) {
+      view.entries = [];
+      view.epoch = S.journalEpoch;
+    }
+    const fresh = await journalSince(filters, view.entries.length ? view.entries[0].seq : 0);
+    view.entries = fresh.reverse().concat(view.entries).slice(0, JOURNAL_KEPT);
   },
   render(view) {
     const p = view.params;
@@ -700,6 +720,10 @@ async function poll(force = false) {
     const wantJournal = VIEWS[S.view.name].journal ? "&journal=1" : "";
     const c = await api(`/changes?since=${encodeURIComponent(S.version || "")}${wantJournal}`);
     setClock(c.clock, c.now);
+    if (c.journal !== undefined) {
+      if (S.journalCount !== null && c.journal < S.journalCount) S.journalEpoch++;
+      S.journalCount = c.journal;
+    }
     $("#conn").classList.remove("down");
     $("#conn").title = `connected · ${c.tasks} tasks`;
     if (c.changed || force) {

@@ -1,0 +1,124 @@
+"""Store calls from the event loop: off the loop, with a deadline, failures answered politely.
+
+The server never calls a shared store (SQLite, Redis) on its event loop. ``StoreIO.run`` hands
+the call to a small pool of threads of its own and waits at most the store's ``timeout`` plus a
+margin for a free thread; the store's own timeouts (Redis socket and connect timeouts, SQLite's
+busy timeout) end the blocked call soon after. A failure (a timeout, a lost connection, a
+locked, missing or unreadable file) raises ``StoreUnavailable``, which the provider pipeline
+answers with the provider's own 503 and the control plane with ``{"error": ...}`` and 503.
+
+After a failure, calls fail at once for ``RETRY_EVERY`` seconds (no request waits for a store
+known to be down; the health check still tries, and a success ends the outage). Failures are
+logged one line per kind of error per ``LOG_EVERY`` seconds, with the count of the ones not
+logged in between, never with a traceback: an outage writes a few lines a minute, not
+megabytes. The memory store does no I/O and is called directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from wanmock.mockserver.store import TaskStore
+
+log = logging.getLogger("wanmock")
+T = TypeVar("T")
+LOG_EVERY = 10.0  # seconds between two log lines about the same kind of store failure
+THREADS = 8  # concurrent store calls per process (each SQLite thread keeps its connection)
+QUEUE_MARGIN = 1.0  # seconds a call may wait for a free thread on top of the store's timeout
+RETRY_EVERY = 1.0  # seconds calls fail at once after a failure, before the store is tried again
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer in time or failed; the request is answered with a 503."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(f"the task store is unavailable ({operation}: {reason})")
+        self.operation = operation
+        self.reason = reason
+
+
+class StoreIO:
+    """Runs one store's calls for the server and remembers how the last one went."""
+
+    def __init__(self, store: TaskStore, threads: int = THREADS) -> None:
+        self.store = store
+        self._threads = threads
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._failure: tuple[float, str] | None = None  # (since, reason) while failing
+        self._retry_at = 0.0  # monotonic instant before which calls fail at once
+        self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last logged at, not logged since)
+
+    @property
+    def deadline(self) -> float:
+        return float(self.store.timeout) + QUEUE_MARGIN
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="wanmock-store")
+            return self._executor
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)``: directly for the memory store, else on the store's threads within
+        the deadline. Exceptions that are not store failures (a refused transition) pass through."""
+        if not self.store.shared:
+            return call(*args)
+        return await self._attempt(call, *args)
+
+    async def _attempt(self, call: Callable[..., T], *args: Any, probe: bool = False) -> T:
+        operation = getattr(call, "__name__", "call")
+        failure = self._failure
+        if failure is not None and not probe and time.monotonic() < self._retry_at:
+            raise self.failed(operation, failure[1], tried=False)
+        future = asyncio.get_running_loop().run_in_executor(self._pool(), functools.partial(call, *args))
+        try:
+            result = await asyncio.wait_for(future, self.deadline)
+        except TimeoutError:
+            raise self.failed(operation, f"no answer within {self.deadline:g} s") from None
+        except self.store.failures as exc:
+            raise self.failed(operation, f"{type(exc).__name__}: {exc}") from exc
+        self._failure = None
+        return result
+
+    def failed(self, operation: str, reason: str, tried: bool = True) -> StoreUnavailable:
+        """Record a failure, log it (rate-limited) and return the exception to raise."""
+        now = time.monotonic()
+        if tried:
+            self._retry_at = now + RETRY_EVERY
+            if self._failure is None:
+                self._failure = (time.time(), reason)
+        kind = reason.partition(":")[0]  # the kind of error, whatever the operation
+        with self._lock:
+            last, skipped = self._logged.get(kind, (-LOG_EVERY, 0))
+            if tried and now - last >= LOG_EVERY:
+                self._logged[kind] = (now, 0)
+                more = f" ({skipped} more like it in the last {now - last:.0f} s)" if skipped and last >= 0 else ""
+                log.error("wanmock: the task store is unavailable: %s: %s%s", operation, reason, more)
+            else:
+                self._logged[kind] = (last, skipped + 1)
+        return StoreUnavailable(operation, reason)
+
+    async def check(self) -> dict[str, Any]:
+        """The store's state for /__admin/health: ping it (within the deadline)."""
+        if not self.store.shared:
+            count = getattr(self.store, "count", None)
+            return {"state": "ok", "error": None, "since": None, **({"tasks": count()} if count else {})}
+        try:
+            await self._attempt(self.store.ping, probe=True)
+        except StoreUnavailable as exc:
+            return {"state": "unavailable", "error": exc.reason, "since": self._failure and self._failure[0]}
+        return {"state": "ok", "error": None, "since": None}
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

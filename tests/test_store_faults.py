@@ -1,0 +1,308 @@
+"""Stores under faults and races: a frozen or locked store is answered within seconds in each
+provider's own 503 envelope and recovers; transitions are compare-and-set on every store (a
+terminal state is never overwritten, the loser gets the provider's answer or 409); the memory
+store stays flat at its cap (O(1) eviction, compact records the collector does not track)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import threading
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from wanmock.mockserver.app import create_app
+from wanmock.mockserver.clock import ManualClock
+from wanmock.mockserver.errors import DEFAULT_STATUS
+from wanmock.mockserver.profiles import PROFILES
+from wanmock.mockserver.sqlite_store import SQLiteStore
+from wanmock.mockserver.store import MemoryStore, TaskStore, store_from_url
+from wanmock.mockserver.tasks import Task, TransitionError
+from wanmock.schemas import catalog
+
+from tests.conftest import AUTH, PROVIDERS, example_body
+from tests.test_stores import (  # noqa: F401 (fixtures)
+    RedisServer,
+    StoreFactory,
+    StoreMock,
+    open_store,
+    redis_server,
+    task,
+)
+
+ANSWER_WITHIN = 5.0  # seconds: "quickly", for a store whose timeout is 1 s
+TRIALS = 20
+
+
+def unavailable_status(provider: str) -> int:
+    return PROFILES[provider].STATUS.get("unavailable", DEFAULT_STATUS["unavailable"])
+
+
+def assert_unavailable(provider: str, response: httpx.Response) -> None:
+    assert response.status_code == unavailable_status(provider), response.text
+    assert catalog().validate(provider, "error", response.json()) == [], response.text
+
+
+def all_providers(store: TaskStore, media: Path) -> StoreMock:
+    mock = StoreMock(store, ManualClock(), media)
+    mock.config.providers = tuple(PROVIDERS)
+    mock.app = create_app(mock.config, store)
+    mock.state = mock.app.state.wanmock
+    mock.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=mock.app), base_url="http://mock")
+    return mock
+
+
+def timed(call: Any, *args: Any, **kwargs: Any) -> tuple[float, httpx.Response]:
+    started = time.monotonic()
+    response = call(*args, **kwargs)
+    return time.monotonic() - started, response
+
+
+# -- a frozen Redis (SIGSTOP), a locked SQLite file ---------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own: it is paused, so it cannot be the session's."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not on PATH; install it (Debian: apt-get install redis-server)", pytrace=False)
+    server = RedisServer(binary, tmp_path)
+    yield server
+    os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+def test_a_frozen_redis_is_answered_with_each_providers_503_within_seconds_and_recovers(
+    own_redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = store_from_url(own_redis.url("frozen:") + "&timeout=1")
+    mock = all_providers(store, tmp_path / "media")
+    try:
+        assert mock.get("/__admin/health").json()["store_state"]["state"] == "ok"
+        before = {p: mock.task_id(p, mock.submit(p, "t2v", example_body(p, "t2v"))) for p in PROVIDERS}
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        with caplog.at_level(logging.ERROR, logger="wanmock"):
+            for provider in PROVIDERS:
+                elapsed, response = timed(mock.submit, provider, "t2v", example_body(provider, "t2v"))
+                assert elapsed < ANSWER_WITHIN, (provider, elapsed)
+                assert_unavailable(provider, response)
+                elapsed, response = timed(mock.poll, provider, before[provider])
+                assert elapsed < ANSWER_WITHIN, (provider, elapsed)
+                assert_unavailable(provider, response)
+            elapsed, health = timed(mock.get, "/__admin/health")
+            assert elapsed < ANSWER_WITHIN
+            assert health.status_code == 503
+            assert health.json()["store_state"]["state"] == "unavailable"
+        lines = [r for r in caplog.records if r.name == "wanmock"]
+        assert lines
+        assert all(r.exc_info is None for r in lines)  # one line each, no tracebacks
+        assert len(lines) <= 4, [r.getMessage() for r in lines]  # rate-limited: one per kind of failure
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        assert mock.get("/__admin/health").status_code == 200
+        for provider in PROVIDERS:
+            assert mock.poll(provider, before[provider]).status_code == 200
+            assert mock.submit(provider, "t2v", example_body(provider, "t2v")).status_code == 200
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        mock.close()
+        store.close()
+
+
+def test_a_locked_sqlite_store_answers_503_quickly_and_recovers(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "tasks.db", timeout=0.5)
+    mock = StoreMock(store, ManualClock(), tmp_path / "media")
+    provider = "dashscope"
+    try:
+        locker = sqlite3.connect(tmp_path / "tasks.db", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock (and readers out)
+        elapsed, response = timed(mock.submit, provider, "t2v", example_body(provider, "t2v"))
+        assert elapsed < ANSWER_WITHIN
+        assert_unavailable(provider, response)
+        assert mock.get("/__admin/health").status_code == 503
+        locker.execute("ROLLBACK")
+        locker.close()
+        assert mock.get("/__admin/health").json()["store_state"] == {"state": "ok", "error": None, "since": None}
+        assert mock.submit(provider, "t2v", example_body(provider, "t2v")).status_code == 200
+    finally:
+        mock.close()
+        store.close()
+
+
+class JournalFails(SQLiteStore):
+    """A store whose journal writes fail (a full disk, say) while tasks are written."""
+
+    def append(self, entry: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_submit_whose_task_was_written_succeeds_even_if_the_journal_write_fails(tmp_path: Path) -> None:
+    store = JournalFails(tmp_path / "tasks.db")
+    mock = StoreMock(store, ManualClock(), tmp_path / "media")
+    try:
+        for provider in PROVIDERS:
+            mock.config.providers = (provider,)
+            mock.app = create_app(mock.config, store)
+            mock.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=mock.app), base_url="http://mock")
+            response = mock.submit(provider, "t2v", example_body(provider, "t2v"))
+            assert response.status_code == 200, response.text
+            assert store.get(provider, mock.task_id(provider, response)) is not None  # a retry would pay twice
+    finally:
+        mock.close()
+        store.close()
+
+
+# -- transitions are compare-and-set -------------------------------------------------------------
+
+
+def queued_task(store: TaskStore, n: int) -> Task:
+    # started_at far ahead: the task stays queued, so a cancel is allowed until something ends it
+    return store.add(task(0, at=1000.0, id=f"race-{n}-{uuid.uuid4().hex[:6]}", started_at=5000.0, finished_at=6000.0))
+
+
+def cancel_if_queued(task: Task) -> None:
+    if task.state_at(1500.0) != "queued":
+        raise TransitionError("only a queued task can be canceled")
+    task.finish(1500.0, "canceled")
+
+
+def succeed(task: Task) -> None:
+    task.finish(1500.0, "succeeded")
+
+
+def race(
+    barrier: threading.Barrier, won: dict[str, Task | None], created: Task, store: TaskStore, name: str, change: Any
+) -> None:
+    barrier.wait()
+    try:
+        won[name] = store.transition(created.provider, created.id, change)
+    except TransitionError:
+        won[name] = None
+
+
+def test_a_cancel_racing_a_succeed_is_won_by_exactly_one_on_every_store(open_store: StoreFactory) -> None:  # noqa: F811
+    """Two handles (for SQLite and Redis, two connections as two processes would have) race a
+    client's cancel against a forced succeed, 20 times: exactly one wins each time, and the
+    stored final state is the winner's."""
+    first, second = open_store(), open_store()
+    doubles = 0
+    for n in range(TRIALS):
+        created = queued_task(first, n)
+        barrier = threading.Barrier(2)
+        won: dict[str, Task | None] = {}
+
+        threads = [
+            threading.Thread(target=race, args=(barrier, won, created, first, "cancel", cancel_if_queued)),
+            threading.Thread(target=race, args=(barrier, won, created, second, "succeed", succeed)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [name for name, result in won.items() if result is not None]
+        doubles += len(winners) > 1
+        assert len(winners) == 1, won
+        final = first.get(created.provider, created.id)
+        assert final is not None
+        assert final.final_state == {"cancel": "canceled", "succeed": "succeeded"}[winners[0]]
+    assert doubles == 0
+
+
+def test_the_loser_of_a_cancel_succeed_race_gets_the_providers_answer_or_409(tmp_path: Path) -> None:
+    """In one process, a client's cancel and a forced succeed run concurrently (the succeed awaits
+    its body between reading and writing, where a stale write used to land): one wins, the other
+    is refused — by the provider's own answer for a cancel, by 409 for the control plane."""
+    store = MemoryStore()
+    mock = StoreMock(store, ManualClock(), tmp_path / "media")
+    provider = "dashscope"
+    cancel = catalog().provider(provider).endpoints["cancel"]
+    outcomes = set()
+    try:
+        for _ in range(TRIALS):
+            submitted = mock.submit(provider, "t2v", example_body(provider, "t2v"))
+            task_id = mock.task_id(provider, submitted)
+            cancel_path = mock.prefix(provider) + cancel.paths[0].replace("{task_id}", task_id)
+
+            async def both(task_id: str = task_id, cancel_path: str = cancel_path) -> list[httpx.Response]:
+                return list(
+                    await asyncio.gather(
+                        mock.client.post(f"/__admin/tasks/{provider}/{task_id}/succeed", json={}),
+                        mock.client.post(cancel_path, headers=AUTH),
+                    )
+                )
+
+            forced, canceled = mock._loop.run_until_complete(both())
+            assert (forced.status_code == 200) != (canceled.status_code == 200), (forced.text, canceled.text)
+            final = store.get(provider, task_id)
+            assert final is not None
+            if forced.status_code == 200:
+                assert final.final_state == "succeeded"
+                assert canceled.status_code == PROFILES[provider].STATUS.get("conflict", DEFAULT_STATUS["conflict"])
+                assert catalog().validate(provider, "error", canceled.json()) == []
+                outcomes.add("succeed won")
+            else:
+                assert final.final_state == "canceled"
+                assert forced.status_code == 409
+                outcomes.add("cancel won")
+    finally:
+        mock.close()
+    assert outcomes  # every trial had exactly one winner
+
+
+# -- the memory store stays flat ----------------------------------------------------------------
+
+
+def test_the_memory_store_drops_its_oldest_task_at_the_cap() -> None:
+    store = MemoryStore(task_limit=1000)
+    for n in range(1, 5001):
+        store.add(task(n, id=f"t{n}", seq=0))
+    assert store.count() == 1000
+    assert store.get("dashscope", "t4000") is None
+    assert [t.id for t in store.tasks()][:2] == ["t4001", "t4002"]
+    assert len(store._order) <= 2 * 1000 + 1024  # the queue of keys does not grow without bound
+
+
+def test_memory_store_records_are_untracked_by_the_collector_and_under_a_kibibyte() -> None:
+    count = 20_000
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        store = MemoryStore()
+        for n in range(count):
+            store.add(task(n, id=str(uuid.UUID(int=n)), seq=0))
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_task = (used - base) / count
+    assert per_task <= 1024, per_task
+    gc.collect()
+    assert not any(gc.is_tracked(record) for record in list(store._tasks.values())[:100])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_add_and_append_number_what_has_no_seq(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if kind == "sqlite":
+        store: TaskStore = SQLiteStore(tmp_path / "tasks.db")
+    else:
+        store = store_from_url(request.getfixturevalue("redis_server").url(f"n{uuid.uuid4().hex[:8]}:"))
+    try:
+        first = store.add(task(0, id="a", seq=0))
+        second = store.add(task(0, id="b", seq=0))
+        assert 0 < first.seq < second.seq
+        again = store.get("dashscope", "b")
+        assert again is not None
+        assert again.seq == second.seq
+        assert [t.id for t in store.tasks()] == ["a", "b"]
+    finally:
+        store.close()

@@ -427,3 +427,19 @@ def test_aimlapi_error_path_is_the_providers_whatever_the_mount(mock: Mock) -> N
     )
     assert answer.status_code == 400
     assert answer.json()["path"] == "/v2/video/generations"
+
+
+def test_serve_takes_options_by_name() -> None:
+    import argparse
+
+    from wanmock.mockserver.serve import add_parser, config_from
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        ["serve", "--option", "refuse_undocumented=true", "--option", "i2v_missing_media=fail_task"]
+    )
+    options = config_from(args).options
+    assert (options.refuse_undocumented, options.i2v_missing_media) == (True, "fail_task")
+    with pytest.raises(ValueError, match="--option"):
+        config_from(parser.parse_args(["serve", "--option", "no_such_option=1"]))

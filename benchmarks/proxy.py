@@ -55,6 +55,7 @@ class ProxyServer(WanmockServer):
         super().__init__()
         self.args = ["proxy", "--host", "127.0.0.1", "--port", "0", "--provider", provider]
         self.args += ["--upstream", upstream, "--mode", mode]
+        self.command = [sys.executable, "-m", "wanmock.mockserver", *self.args]
 
 
 def sequential(origin: str, calls: ProviderCalls, requests: int) -> tuple[dict[str, list[float]], int]:

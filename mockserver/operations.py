@@ -92,7 +92,7 @@ class TaskOperations:
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
-        for rule in await io.run(state.faults.take, scope, ("fail",)):
+        for rule in await io.run(state.faults.take, scope, ("fail",)) if rc.rules_set else ():
             task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
         failure = profile.failure_at_submit(model, body)  # accepted now, refused by the task later
         if failure is not None:

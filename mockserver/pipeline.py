@@ -62,6 +62,7 @@ class RequestContext:
     body_error: ApiError | None = None
     task_id: str | None = None
     scope: dict[str, str | None] = field(default_factory=dict)  # what fault rules match on
+    rules_set: bool = True  # any fault rule was set when the request arrived (else none is taken)
     status: int = 200
     answer: Any = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -185,9 +186,11 @@ class Pipeline:
         can be taken once a task is really created."""
         assert rc.match is not None
         rules, io = self.state.faults, self.state.io
+        listed = await io.run(rules.rules)  # one store read; with no rule set (the usual case), the only one
+        rc.rules_set = bool(listed)
         body = rc.body
         model_id = rc.match.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
-        if model_id is None and rc.task_id is not None and any(r.model for r in await io.run(rules.rules)):
+        if model_id is None and rc.task_id is not None and any(r.model for r in listed):
             task = await io.run(self.state.store.get, self.name, rc.task_id)  # only a model-scoped rule needs it
             model_id = task.model_id if task else None
         model = self.profile.provider.model_for_id(model_id) if isinstance(model_id, str) else None
@@ -199,6 +202,8 @@ class Pipeline:
             "kind": model.kind if model else None,
             "model_id": model_id if isinstance(model_id, str) else None,
         }
+        if not listed:
+            return
         fired = await io.run(rules.take, rc.scope, ("latency", "drop", "error"))
         for rule in fired:
             if rule.action == "latency":

@@ -32,6 +32,7 @@ from wanmock.mockserver.store import (
 )
 from wanmock.mockserver.tasks import Task
 
+SWEEP_EVERY = 1.0  # seconds (of the clock) between two sweeps of expired tasks
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     provider   TEXT NOT NULL,
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_test ON tasks (test_id, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (seq);
-CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_at);
+DROP INDEX IF EXISTS tasks_by_created;
 CREATE INDEX IF NOT EXISTS tasks_by_eviction ON tasks (evict_at) WHERE evict_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS journal (
     n       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,6 +85,7 @@ class SQLiteStore:
         if journal_limit < 1 or evict_grace < 0 or timeout <= 0:
             raise ValueError("journal_limit and timeout must be positive and evict_grace not negative")
         self.timeout = timeout
+        self._next_sweep = float("-inf")
         self.path = Path(path)
         self.journal_limit = journal_limit
         self.evict_grace = evict_grace
@@ -163,7 +165,9 @@ class SQLiteStore:
         with self.transaction() as db:
             if not task.seq:
                 task.seq = self._next_seq(db)
-            db.execute("DELETE FROM tasks WHERE evict_at <= ?", (task.created_at,))  # created at the clock's now
+            if task.created_at >= self._next_sweep:  # created at the clock's now; a sweep a second is enough
+                db.execute("DELETE FROM tasks WHERE evict_at <= ?", (task.created_at,))
+                self._next_sweep = task.created_at + SWEEP_EVERY
             db.execute(TASK_UPSERT, self._row(task))
         return task
 

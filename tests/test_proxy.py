@@ -754,3 +754,46 @@ def test_the_command_exits_0_without_findings_and_2_on_usage_errors(served: Any,
     assert main(["proxy", "--provider", "dashscope", "--upstream", "ftp://nowhere"]) == 2
     (tmp_path / "cassette.json").write_text("{}")
     assert main(["proxy", "--provider", "dashscope", "--record", str(tmp_path)]) == 2
+
+
+def test_a_large_body_is_streamed_upstream_unchanged_and_not_checked() -> None:
+    upstream = Starlette()
+    upstream.router.default = echo
+    proxy = Proxy("dashscope", "http://upstream.test", transport=httpx.ASGITransport(app=upstream))
+    transport = ASGIThreadTransport(create_proxy_app(proxy))
+    body = b'{"prompt": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    try:
+        with httpx.Client(transport=transport, base_url="http://proxy.test") as http:
+            answer = http.post(
+                "/api/v1/services/aigc/video-generation/video-synthesis",
+                content=body,
+                headers={**submit_headers("dashscope"), "Content-Type": "application/json"},
+            )
+    finally:
+        transport.shutdown()
+    assert answer.json()["body"].encode() == body
+    # the body was too large to judge: only what the headers show is checked
+    assert [f.kind for f in proxy.findings.snapshot() if f.direction == "request"] == []
+
+
+def test_a_compressed_answer_passes_compressed_and_is_checked_decoded(rig: Any) -> None:
+    import asyncio
+    import gzip
+
+    from starlette.middleware.gzip import GZipMiddleware
+
+    r = rig("dashscope")
+    r.proxy.client._transport = httpx.ASGITransport(app=GZipMiddleware(r.upstream, minimum_size=0))
+    r.admin.post("/__admin/drift", json={"provider": "dashscope", "kind": "add_field", "pointer": "/output/zz"})
+
+    async def submit() -> tuple[httpx.Headers, bytes]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=r.app), base_url="http://proxy.test") as http:
+            headers = {**submit_headers("dashscope"), "Accept-Encoding": "gzip"}
+            path = "/api/v1/services/aigc/video-generation/video-synthesis"
+            async with http.stream("POST", path, json=example_body("dashscope", "t2v"), headers=headers) as answer:
+                return answer.headers, b"".join([chunk async for chunk in answer.aiter_raw()])
+
+    headers, raw = asyncio.run(submit())
+    assert headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(raw))["output"]["zz"] == "wanmock-drift"  # passed through compressed
+    assert [f["kind"] for f in r.findings()["findings"]] == ["new field"]  # and checked decoded

@@ -132,6 +132,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except OSError as exc:
         err.write(f"wanmock proxy: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return 2
+    if args.host not in ("127.0.0.1", "::1", "localhost") and not args.admin_token:
+        err.write(
+            f"wanmock proxy: warning: listening on {args.host} without --admin-token: anyone who can reach "
+            "it can read the findings and add fault rules\n"
+        )
     host, port = sock.getsockname()[:2]
     origin = f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
     out.write(f"wanmock proxy ({args.mode}) for {args.provider} -> {proxy.shown_upstream} on {origin}\n")

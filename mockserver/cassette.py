@@ -33,6 +33,7 @@ transport error) is not kept. Secrets are written as ``<redacted>`` (see the rec
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,13 @@ REDACTED = "<redacted>"
 
 
 def write_cassette(directory: Path, cassette: Mapping[str, Any]) -> Path:
+    """Write ``DIR/cassette.json`` whole or not at all (a temporary file renamed over it), so a
+    recording interrupted between two exchanges (``wanmock record`` writes after each) stays readable."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CASSETTE_FILE
-    path.write_text(json.dumps(cassette, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial = directory / (CASSETTE_FILE + ".partial")
+    partial.write_text(json.dumps(cassette, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
     return path
 
 

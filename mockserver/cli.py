@@ -32,6 +32,7 @@ examples:
   wanmock contract --provider all --seed 7          check the reference client against every provider
   wanmock drift --provider dashscope --live         compare the real provider with the captured contract
   wanmock serve --help                              every option of one command, with examples
+  wanmock --version                                 the installed version
 
 exit codes: 0 success, 1 checks failed / invalid / drift found, 2 usage error, 3 internal error,
 130 interrupted (Ctrl-C). Documentation: docs/CLI.md.

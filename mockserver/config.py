@@ -3,7 +3,7 @@ behaviour the providers do not document (each default is stated in the README)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wanmock.mockserver.clock import Clock, SystemClock
@@ -66,26 +66,6 @@ class Options:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"option {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 
-    def set(self, assignment: str) -> None:
-        """Set one option from ``NAME=VALUE`` text (``wanmock serve --option``), typed as its default."""
-        name, sep, text = assignment.partition("=")
-        known = {f.name: f for f in fields(self)}
-        if not sep or name not in known or isinstance(getattr(self, name), dict):
-            settable = ", ".join(n for n in known if not isinstance(getattr(self, n), dict))
-            raise ValueError(f"--option takes NAME=VALUE with NAME one of {settable}; got {assignment!r}")
-        current = getattr(self, name)
-        value: object = text
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"option {name} takes true or false, not {text!r}")
-            value = text.lower() in ("true", "1", "yes")
-        elif isinstance(current, int) or name in ("dashscope_sync_status",):
-            value = int(text)
-        elif isinstance(current, float):
-            value = float(text)
-        setattr(self, name, value)
-        self.__post_init__()
-
 
 CHOICES = {
     "apiyi_error_shape": ("gateway", "upstream"),
@@ -96,15 +76,26 @@ CHOICES = {
 
 @dataclass
 class ServerConfig:
+    """Every field can be set by ``wanmock serve --config FILE.toml`` or ``--set name=value``
+    (settings.py); the comment above a field is its description in ``--list-settings`` and the docs."""
+
+    # The providers served (all: each under /<provider>/, some also at the root).
     providers: tuple[str, ...] = field(default_factory=all_providers)
+    # instant (done at the first poll), fast (1 s queued, 3 s running) or realistic (documented durations).
     timing: str = "fast"
+    # Reproducible task ids, timings and result signatures.
     seed: int | None = None
-    keys: frozenset[str] | None = None  # None: any non-empty Bearer token except "invalid"
+    # The accepted API keys; none: any non-empty Bearer token except "invalid".
+    keys: frozenset[str] | None = None
+    # The request size cap in bytes (a 20 MB image as base64 fits the default).
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # system, or manual: time moves only through POST /__admin/clock/advance.
     clock: Clock = field(default_factory=SystemClock)
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)
     options: Options = field(default_factory=Options)
-    media_dir: Path | None = None  # None: a temporary directory for generated MP4s
+    # Where rendered MP4s are cached; none: a temporary directory.
+    media_dir: Path | None = None
+    # The size of the MP4 cache (least recently used renders are dropped).
     media_max_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:

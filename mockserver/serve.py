@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from wanmock.mockserver.clock import ManualClock, SharedTime, StoredManualClock, SystemClock
-from wanmock.mockserver.config import TIMINGS, Options, ServerConfig, all_providers
+from wanmock.mockserver.config import TIMINGS, ServerConfig, all_providers
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -41,11 +41,23 @@ def add_parser(subparsers: Any) -> None:
         help="run the mock server",
         description="Serve every provider under /<provider>/ (modellix, aimlapi and apiyi also at "
         "the root), or one provider at the root. GET /__admin/health answers 200 when ready.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
-    parser.add_argument("--provider", default="all", choices=("all", *all_providers()))
-    parser.add_argument("--timing", default="fast", choices=TIMINGS)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="the port (default 8000); 0 picks a free one (printed)")
+    parser.add_argument(
+        "--provider",
+        default="all",
+        choices=("all", *all_providers()),
+        help="one provider at the root, or all (default)",
+    )
+    parser.add_argument(
+        "--timing",
+        default="fast",
+        choices=TIMINGS,
+        help="instant, fast (default: 1 s queued, 3 s running) or realistic",
+    )
     parser.add_argument("--seed", type=int, help="make task ids and timings reproducible")
     parser.add_argument("--keys", type=Path, help="a file of accepted API keys, one per line")
     parser.add_argument(
@@ -66,23 +78,75 @@ def add_parser(subparsers: Any) -> None:
         choices=("system", "manual"),
         help="manual: time moves only through POST /__admin/clock/advance",
     )
-    parser.add_argument("--max-body-bytes", type=int, default=ServerConfig.max_body_bytes)
     parser.add_argument(
-        "--option",
+        "--max-body-bytes", type=int, default=ServerConfig.max_body_bytes, help="the request size cap (default 32 MiB)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (default warning)",
+    )
+    parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.toml",
+        help="settings from a TOML file: any ServerConfig field (see --list-settings), applied after the options",
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
         action="append",
         default=[],
-        metavar="NAME=VALUE",
-        help="set a behaviour option (docs/MOCK_SERVER.md), e.g. refuse_undocumented=true, "
-        "i2v_missing_media=fail_task, apiyi_reference_images=0-4, modellix_balance=12.5; repeatable",
+        metavar="KEY=VALUE",
+        help="one setting (repeatable), applied after --config: e.g. rate_limits.modellix.rpm=100",
     )
-    parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
-    parser.add_argument("--cassette", type=Path, help="replay DIR/cassette.json (from `wanmock record`) instead")
+    parser.add_argument(
+        "--list-settings", action="store_true", help="print every setting --config and --set accept, and exit"
+    )
     parser.add_argument(
         "--access-log",
         action="store_true",
         help="log one line per request (off by default: it costs time; with --workers also pass --log-level info)",
     )
     parser.set_defaults(handler=run)
+
+
+EPILOG = """\
+examples:
+  wanmock serve                                          every provider on http://127.0.0.1:8000
+  wanmock serve --provider dashscope --port 9000         one provider, at the root
+  wanmock serve --port 0 --timing realistic --seed 42 --clock manual --keys keys.txt
+  wanmock serve --host 0.0.0.0 --max-body-bytes 1048576 --log-level info --access-log
+  wanmock serve --store sqlite:///wanmock.db --workers 4
+  wanmock serve --cassette recordings/dashscope --clock manual
+  wanmock serve --config wanmock.toml --set timing=instant --set rate_limits.modellix.rpm=100
+  wanmock serve --list-settings                          every setting of --config and --set
+
+Ctrl-C stops the server (exit 130). Documentation: docs/MOCK_SERVER.md.
+"""
+
+
+class OneLineDrops(logging.Filter):
+    """A connection a ``drop`` fault rule broke is logged as one line, not as uvicorn's
+    "Exception in ASGI application" with a 30-line traceback: it is what the user asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from wanmock.mockserver.http import ConnectionDropped
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ConnectionDropped):
+            record.msg, record.args = "connection dropped by a fault rule (%s)", (str(error),)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_drops() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OneLineDrops) for f in logger.filters):
+        logger.addFilter(OneLineDrops())
 
 
 def read_keys(path: Path) -> frozenset[str]:
@@ -97,14 +161,24 @@ def read_keys(path: Path) -> frozenset[str]:
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
+    """The configuration the options describe, then ``--config FILE`` and each ``--set`` applied."""
+    from wanmock.mockserver import settings
+
+    config = _options_config(args)
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        values.update(settings.read_file(args.config))
+    for assignment in getattr(args, "settings", None) or []:
+        key, value = settings.parse_assignment(assignment)
+        values[key] = value
+    return settings.apply(config, values) if values else config
+
+
+def _options_config(args: argparse.Namespace) -> ServerConfig:
     store = args.store.partition("://")[0].partition("?")[0]
     if store not in STORES:
         raise ValueError(f"unsupported --store {args.store!r}; supported: memory, sqlite:///PATH, redis://HOST:PORT/DB")
-    options = Options()
-    for assignment in getattr(args, "option", None) or []:
-        options.set(assignment)
     return ServerConfig(
-        options=options,
         providers=all_providers() if args.provider == "all" else (args.provider,),
         timing=args.timing,
         seed=args.seed,
@@ -166,6 +240,7 @@ def build_app(args: argparse.Namespace, store: TaskStore | None = None) -> Starl
 
 def app_from_env() -> Starlette:
     """uvicorn's app factory for each worker of ``wanmock serve --workers N``."""
+    quiet_drops()
     text = os.environ.get(OPTIONS_VARIABLE)
     if text is None:
         raise RuntimeError(f"{OPTIONS_VARIABLE} is not set: start workers through `wanmock serve --workers N`")
@@ -195,6 +270,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from wanmock.mockserver.replay import create_replay_app
     from wanmock.mockserver.store import StoreError, store_from_url
 
+    quiet_drops()
+    if getattr(args, "list_settings", False):
+        from wanmock.mockserver.settings import markdown_table
+
+        out.write(markdown_table())
+        return 0
     try:
         config = config_from(args)
         replay = create_replay_app(args.cassette, config.clock) if args.cassette is not None else None

@@ -428,7 +428,14 @@ def store_from_url(url: str) -> TaskStore:
             unquote(parts.path[1:]), journal_limit=journal_limit, evict_grace=evict_grace, timeout=timeout
         )
     if scheme in ("redis", "rediss"):
-        from wanmock.mockserver.redis_store import DEFAULT_PREFIX, RedisStore
+        try:
+            from wanmock.mockserver.redis_store import DEFAULT_PREFIX, RedisStore
+        except ModuleNotFoundError as exc:
+            if exc.name != "redis":
+                raise
+            raise StoreError(
+                "the Redis store needs the redis package: pip install 'wanmock[redis]' (or pip install redis)"
+            ) from exc
 
         prefix = options.pop("prefix", DEFAULT_PREFIX)
         rest = parts._replace(query=urlencode(options)).geturl()

@@ -22,6 +22,12 @@ def add_parser(subparsers: Any) -> None:
         help="list the captured schemas, or validate a document against one",
         description="Without an action: list every provider, endpoint, model and message with "
         "the documentation pages it was captured from.",
+        epilog="""examples:
+  wanmock schemas                       every provider, endpoint, model and source page
+  wanmock schemas --json                the same, as JSON
+  wanmock schemas validate --help       validate a document; also: diff, propose
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print the listing as JSON")
     parser.set_defaults(handler=_list)
@@ -32,9 +38,16 @@ def add_parser(subparsers: Any) -> None:
         description="Exit 0 when the provider accepts the document (what it accepts although its "
         "pages do not document it is printed as a warning), 1 when it does not (each error printed "
         "with its JSON path), 2 on a usage error.",
+        epilog="""examples:
+  wanmock schemas validate --provider aimlapi --operation submit --model t2v body.json
+  wanmock schemas validate --provider dashscope --operation poll-response --state succeeded answer.json
+  wanmock schemas validate --provider dashscope --operation submit --model t2v --strict body.json
+  cat answer.json | wanmock schemas validate --provider apiyi --operation poll-response -
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    validate.add_argument("--provider", required=True)
-    validate.add_argument("--operation", required=True, choices=MESSAGES)
+    validate.add_argument("--provider", required=True, help="the provider whose captured schema applies")
+    validate.add_argument("--operation", required=True, choices=MESSAGES, help="which message the document is")
     validate.add_argument(
         "--model",
         help=f"model kind ({', '.join(KINDS)}) or the provider's own model id; needed for submit",
@@ -50,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
         help="also refuse what the provider accepts although its pages do not document it "
         "(by default such findings are printed as warnings and the exit code stays 0)",
     )
-    validate.add_argument("file", metavar="FILE")
+    validate.add_argument("file", metavar="FILE", help="the JSON document, or - for standard input")
     validate.set_defaults(handler=_validate)
     diff = actions.add_parser(
         "diff",
@@ -58,6 +71,12 @@ def add_parser(subparsers: Any) -> None:
         description="Print each change as BREAKING or ok with its schema path and reason. A request "
         "(submit.*) breaks clients when it accepts less; a response when it may answer what clients "
         "were not written for. Exit 1 when any change is breaking, 0 otherwise, 2 on a usage error.",
+        epilog="""examples:
+  wanmock schemas diff old/submit.t2v.json schemas/dashscope/submit.t2v.json
+  wanmock schemas diff old/dashscope schemas/dashscope --json
+  wanmock schemas diff a.json b.json --direction response
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     diff.add_argument("old", metavar="OLD", help="schema file or provider directory")
     diff.add_argument("new", metavar="NEW", help="schema file or provider directory")
@@ -71,17 +90,28 @@ def add_parser(subparsers: Any) -> None:
     diff.set_defaults(handler=_diff)
     propose = actions.add_parser(
         "propose",
-        help="write <name>.proposed.json: a captured schema widened to accept observed bodies",
+        help="write <name>.proposed.json beside the samples: a captured schema widened to accept observed bodies",
         description="Each SAMPLE is a JSON file holding one observed body or a list of them. The "
         "captured schema is never modified; the proposal records every change under "
-        "x-proposed-changes. Prints the proposal's path.",
+        "x-proposed-changes. Prints the proposal's path. The proposal is written beside a schema "
+        "file you own, or into --out; never into the installed package.",
+        epilog="""examples:
+  wanmock schemas propose --provider dashscope --operation poll-response --out proposals answers/*.json
+  wanmock schemas propose --provider apiyi --operation submit --model t2v --out proposals body.json
+  wanmock schemas propose --provider modellix --operation poll-response --state succeeded --out p a.json
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    propose.add_argument("--provider", required=True)
-    propose.add_argument("--operation", required=True, choices=MESSAGES)
+    propose.add_argument("--provider", required=True, help="the provider whose captured schema is widened")
+    propose.add_argument("--operation", required=True, choices=MESSAGES, help="which message the samples are")
     propose.add_argument("--model", help="model kind or model id; needed for submit")
     propose.add_argument("--state", help="poll-response state; default: the status word the samples carry")
-    propose.add_argument("--out", metavar="DIR", help="directory for the proposal (default: beside the captured file)")
-    propose.add_argument("samples", metavar="SAMPLE", nargs="+")
+    propose.add_argument(
+        "--out",
+        metavar="DIR",
+        help="directory for the proposal (default: beside the first SAMPLE, or the current directory for -)",
+    )
+    propose.add_argument("samples", metavar="SAMPLE", nargs="+", help="JSON files of observed bodies")
     propose.set_defaults(handler=_propose)
 
 
@@ -242,7 +272,9 @@ def _propose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except SchemaNotFound as exc:
         err.write(f"wanmock schemas propose: {exc}\n")
         return EXIT_USAGE
-    written = write_proposal(cat.root / args.provider / file, samples, out_dir=args.out)
+    # Beside the user's own files, never into the installed package (which may not even be writable).
+    out_dir = args.out or (Path(args.samples[0]).parent if args.samples[0] != "-" else Path.cwd())
+    written = write_proposal(cat.root / args.provider / file, samples, out_dir=out_dir)
     proposal = json.loads(written.read_text(encoding="utf-8"))
     for change in proposal["x-proposed-changes"]:
         err.write(f"  {change['at']}: {change['change']} ({change['evidence']} of {change['of']} samples)\n")

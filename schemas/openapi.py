@@ -306,8 +306,15 @@ def add_parser(subparsers: Any) -> None:
         help="print a provider's OpenAPI 3.1 document, built from the captured schemas",
         description="Write the OpenAPI 3.1 description of one provider's API (JSON) for Prism, "
         "Schemathesis or a code generator.",
+        epilog="""examples:
+  wanmock openapi dashscope                         the document on standard output
+  wanmock openapi modellix --output modellix.json   into a file
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("provider", metavar="PROVIDER", choices=sorted(catalog().providers))
+    parser.add_argument(
+        "provider", metavar="PROVIDER", choices=sorted(catalog().providers), help="the provider to describe"
+    )
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     parser.set_defaults(handler=_run)
 

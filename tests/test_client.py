@@ -205,3 +205,25 @@ def test_keys_come_from_the_environment_and_never_show(monkeypatch: pytest.Monke
     monkeypatch.delenv("APIYI_API_KEY")
     with pytest.raises(errors.AuthenticationError, match="APIYI_API_KEY"):
         WanClient("apiyi")
+
+
+def test_wait_polls_at_the_given_interval(make_mock: Any) -> None:
+    m = make_mock(timing="fast")
+    t = ASGIThreadTransport(m.app)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        m.clock.advance(seconds)
+
+    try:
+        c = WanClient(
+            "dashscope", "test-key", base_url="http://mock/dashscope", transport=t, sleep=sleep, clock=m.clock.now
+        )
+        status = c.wait(c.submit(TextToVideo("a cat")), timeout=60, poll_interval=0.5)
+        assert status.state == "succeeded"
+        assert set(slept) == {0.5}  # not the provider's 15 s
+        with pytest.raises(ValueError, match="poll_interval"):
+            c.wait(c.submit(TextToVideo("a cat")), poll_interval=0)
+    finally:
+        t.shutdown()

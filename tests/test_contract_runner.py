@@ -202,3 +202,14 @@ def test_contract_refuses_a_target_on_the_system_clock(modellix_server: Server) 
 def test_dialect_lookup_is_strict() -> None:
     with pytest.raises(errors.WanError, match="unknown provider"):
         dialect_for("openai")
+
+
+@pytest.mark.parametrize("provider", sorted(catalog().providers))
+def test_realistic_timing_is_no_false_failure(provider: str) -> None:
+    """Regression: against `wanmock serve --timing realistic --clock manual` the status the client's
+    wait() returned was paired with the first of its many polls and reported as misread."""
+    report = Report("in-process", 3)
+    with in_process_target(provider, 3, timing="realistic") as target:
+        runner = Runner(target, seed=3)
+        report.results.append(runner.run(next(iter(catalog().provider(provider).models)), 3))
+    assert report.passed, messages(report)

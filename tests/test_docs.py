@@ -137,3 +137,13 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
 def test_the_examples_are_found() -> None:
     assert len(_python_blocks()) >= 4
     assert len(_command_lines()) >= 20
+
+
+def test_the_settings_table_is_the_generated_one() -> None:
+    from wanmock.mockserver.settings import markdown_table
+
+    text = (ROOT / "docs" / "MOCK_SERVER.md").read_text(encoding="utf-8")
+    shown = text.split("<!-- settings table: begin -->\n")[1].split("<!-- settings table: end -->")[0]
+    assert shown == markdown_table(), (
+        "docs/MOCK_SERVER.md's settings table is out of date: paste the output of `wanmock serve --list-settings`"
+    )

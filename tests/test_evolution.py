@@ -461,3 +461,15 @@ def test_cli_propose_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     assert main([*args, "--operation", "submit", str(mixed)]) == 2  # submit needs --model
     assert main([*args, "--operation", "error", str(tmp_path / "missing.json")]) == 2
     assert list(tmp_path.glob("*.proposed.json")) == []
+
+
+def test_cli_propose_writes_beside_the_samples_never_into_the_package(tmp_path: Path) -> None:
+    samples = tmp_path / "answers"
+    samples.mkdir()
+    sample = samples / "one.json"
+    sample.write_text(json.dumps(_poll_bodies()), encoding="utf-8")
+    package = set((ROOT / "dashscope").iterdir())
+    args = ["schemas", "propose", "--provider", "dashscope", "--operation", "poll-response", str(sample)]
+    assert main(args) == 0
+    assert (samples / "poll-response.succeeded.proposed.json").is_file()
+    assert set((ROOT / "dashscope").iterdir()) == package

@@ -797,3 +797,12 @@ def test_a_compressed_answer_passes_compressed_and_is_checked_decoded(rig: Any) 
     assert headers["content-encoding"] == "gzip"
     assert json.loads(gzip.decompress(raw))["output"]["zz"] == "wanmock-drift"  # passed through compressed
     assert [f["kind"] for f in r.findings()["findings"]] == ["new field"]  # and checked decoded
+
+
+def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["proxy", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert "examples:" in shown
+    assert "wanmock proxy --provider dashscope" in shown

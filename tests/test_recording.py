@@ -21,12 +21,10 @@ import httpx
 import pytest
 from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.transport import ASGIThreadTransport
+from wanmock.contracts.tools.probes import UNKNOWN_TASK_ID, cheapest_duration, cheapest_request
 from wanmock.contracts.tools.recording import (
     CASSETTE_FILE,
-    UNKNOWN_TASK_ID,
     add_parser,
-    cheapest_duration,
-    cheapest_request,
     record,
     scrub,
     write_cassette,

@@ -58,6 +58,9 @@ class Case:
     description: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
     statuses: list[TaskStatus] = field(default_factory=list)
+    # For each status, how many exchanges had been made when the client returned it: the status
+    # is the client's reading of the last poll answer among them (see ``Case.read``).
+    status_marks: list[int] = field(default_factory=list)
     error: BaseException | None = None
     expected_error: type[BaseException] | None = None
     expected_error_code: str | None = None
@@ -65,6 +68,25 @@ class Case:
     expected_video: tuple[int, int, float] | None = None
     max_submits: int | None = None  # scenarios that must not resubmit
     seed: int | None = None
+
+    def read(self, status: TaskStatus, exchanges_so_far: int) -> None:
+        """Keep a status the client returned after ``exchanges_so_far`` exchanges."""
+        self.statuses.append(status)
+        self.status_marks.append(exchanges_so_far)
+
+    def status_answers(self) -> list[tuple[TaskStatus, Exchange]]:
+        """Each status with the poll answer it was read from. A status from ``wait()`` is the
+        reading of the last of its many polls, so statuses are never paired with polls by position
+        from the start; without marks they are aligned from the end (the last status is the last poll)."""
+        if len(self.status_marks) == len(self.statuses):
+            pairs = []
+            for status, mark in zip(self.statuses, self.status_marks, strict=True):
+                before = [e for e in self.exchanges[:mark] if e.endpoint == "poll" and e.status == 200]
+                if before:
+                    pairs.append((status, before[-1]))
+            return pairs
+        polls = [e for e in self.exchanges if e.endpoint == "poll" and e.status == 200]
+        return list(zip(reversed(self.statuses), reversed(polls), strict=False))[::-1]
 
 
 class ContractFailure(AssertionError):
@@ -332,8 +354,7 @@ def lifecycle_invariants(case: Case) -> None:
 def client_reads_what_the_provider_said(case: Case) -> None:
     """The client's status and result URL are the ones in the provider's answer."""
     provider = catalog().provider(case.provider)
-    polls = _polls(case)
-    for status, exchange in zip(case.statuses, polls, strict=False):
+    for status, exchange in case.status_answers():
         body = exchange.response_body
         try:
             word = resolve_pointer(body, provider.task_fields["status_in_poll"])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -26,6 +28,7 @@ from wanmock.contracts.client.engine import WanClient
 from wanmock.contracts.client.models import TextToVideo, VideoRequest
 from wanmock.contracts.client.transport import ASGIThreadTransport
 from wanmock.contracts.testing.checks import Case, ContractFailure, Exchange, run_checks
+from wanmock.contracts.tools.control import Control, NotAWanmock, identify
 from wanmock.mockserver.routing import Match, Router
 from wanmock.schemas import catalog
 
@@ -39,6 +42,22 @@ BALANCE_FAULT: dict[str, dict[str, Any]] = {
     "apiyi": {"status": 429, "code": "Arrearage"},
     "dashscope": {"status": 400, "code": "Arrearage"},
 }
+
+
+@contextmanager
+def hypothesis_home(directory: Path | None) -> Iterator[None]:
+    """Hypothesis writes into its home directory (``.hypothesis/`` in the current directory by
+    default); a contract run points it at ``directory`` or a temporary one, removed afterwards."""
+    from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+
+    found: Any = storage_directory(intent_to_write=False)
+    previous = getattr(found, "home_directory", found)  # older hypothesis answers the path itself
+    with tempfile.TemporaryDirectory(prefix="wanmock-hypothesis-") as scratch:
+        set_hypothesis_home_dir(directory if directory is not None else scratch)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(previous)
 
 
 class RecordingTransport(httpx.BaseTransport):
@@ -110,19 +129,21 @@ class Report:
     seed: int
     results: list[Result] = field(default_factory=list)
     strict: bool = False  # warning-level findings fail the run too
+    interrupted: bool = False  # Ctrl-C: the results are those finished before it
 
     def counts(self, failure: ContractFailure) -> bool:
         return self.strict or failure.severity == "error"
 
     @property
     def passed(self) -> bool:
-        return not any(self.counts(f) for r in self.results for f in r.failures)
+        return not self.interrupted and not any(self.counts(f) for r in self.results for f in r.failures)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "seed": self.seed,
             "passed": self.passed,
+            "interrupted": self.interrupted,
             "results": [
                 {
                     "provider": r.provider,
@@ -142,6 +163,8 @@ class Report:
         from wanmock.contracts.testing.checks import CHECKS
 
         lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
+        if self.interrupted:
+            lines.append("  <!-- interrupted (Ctrl-C): the results finished before it -->")
         for r in self.results:
             failed = {f.check for f in r.failures if self.counts(f)}
             lines.append(
@@ -170,9 +193,7 @@ def _xml(text: str) -> str:
 class Target:
     """Where requests go and how the control plane is reached (None for live providers)."""
 
-    def __init__(
-        self, provider: str, base_url: str, transport: httpx.BaseTransport, admin: httpx.Client | None
-    ) -> None:
+    def __init__(self, provider: str, base_url: str, transport: httpx.BaseTransport, admin: Control | None) -> None:
         self.provider = provider
         self.base_url = base_url
         self.transport = transport
@@ -182,24 +203,23 @@ class Target:
         if self.admin is None:  # a live provider: time passes for real
             time.sleep(seconds)
             return
-        self.admin.post("/__admin/clock/advance", json={"seconds": seconds}).raise_for_status()
+        self.admin.advance(seconds)
 
     def fault(self, rule: dict[str, Any]) -> None:
         assert self.admin is not None
-        response = self.admin.post("/__admin/faults", json=rule)
-        response.raise_for_status()
+        self.admin.fault(**rule)
 
     def transition(self, task_id: str, action: str, body: dict[str, Any] | None = None) -> None:
         assert self.admin is not None
-        self.admin.post(f"/__admin/tasks/{self.provider}/{task_id}/{action}", json=body or {}).raise_for_status()
+        self.admin.transition(self.provider, task_id, action, body)
 
     def clear_faults(self) -> None:
         if self.admin is not None:
-            self.admin.delete("/__admin/faults")
+            self.admin.clear_faults()
 
 
 @contextmanager
-def in_process_target(provider: str, seed: int) -> Iterator[Target]:
+def in_process_target(provider: str, seed: int, timing: str = "fast") -> Iterator[Target]:
     import tempfile
 
     from wanmock.mockserver.app import create_app
@@ -209,9 +229,9 @@ def in_process_target(provider: str, seed: int) -> Iterator[Target]:
     with tempfile.TemporaryDirectory(prefix="wanmock-contract-") as media:
         from pathlib import Path
 
-        app = create_app(ServerConfig(clock=ManualClock(), timing="fast", seed=seed, media_dir=Path(media)))
+        app = create_app(ServerConfig(clock=ManualClock(), timing=timing, seed=seed, media_dir=Path(media)))
         transport = ASGIThreadTransport(app)
-        admin = httpx.Client(transport=transport, base_url="http://wanmock")
+        admin = Control("http://wanmock", transport=transport)
         try:
             yield Target(provider, f"http://wanmock/{provider}", transport, admin)
         finally:
@@ -221,28 +241,22 @@ def in_process_target(provider: str, seed: int) -> Iterator[Target]:
 
 @contextmanager
 def url_target(provider: str, url: str) -> Iterator[Target]:
-    origin = url.rstrip("/")
-    admin = httpx.Client(base_url=origin, timeout=30)
+    """A running wanmock at ``url``: its origin or the provider's base URL the banner printed."""
     try:
-        health = admin.get("/__admin/health")
-        health.raise_for_status()
-        served = health.json().get("providers", [])
-    except (httpx.HTTPError, ValueError) as exc:
-        admin.close()
-        raise errors.WanError(f"{origin} is not a wanmock server (GET /__admin/health failed: {exc})") from exc
-    if provider not in served:
-        admin.close()
-        raise errors.WanError(f"{origin} does not serve {provider} (it serves {', '.join(served)})")
-    if health.json().get("clock") != "manual":
-        admin.close()
+        server = identify(url, provider)
+    except NotAWanmock as exc:
+        raise errors.WanError(str(exc)) from exc
+    if not server.manual_clock:
         raise errors.WanError(
-            f"{origin} runs on the system clock; start it with `wanmock serve --clock manual` so the "
+            f"{server.origin} runs on the system clock; start it with `wanmock serve --clock manual` so the "
             "contract run can drive task lifecycles through its control plane"
         )
-    base = origin if len(served) == 1 else f"{origin}/{provider}"
+    admin = Control(server.origin)
+    transport = httpx.HTTPTransport()
     try:
-        yield Target(provider, base, httpx.HTTPTransport(), admin)
+        yield Target(provider, server.base_url(provider), transport, admin)
     finally:
+        transport.close()
         admin.close()
 
 
@@ -283,13 +297,12 @@ class Runner:
         case = Case(self.provider, request.kind, "valid", description=repr(request), seed=self.seed)
         try:
             handle = self.client.submit(request)
-            status = self.client.poll(handle)
-            case.statuses.append(status)
+            case.read(self.client.poll(handle), len(self.recorder.exchanges))
             self.target.advance(1.5)
-            case.statuses.append(self.client.poll(handle))
+            case.read(self.client.poll(handle), len(self.recorder.exchanges))
             self.target.advance(5)
             final = self.client.poll(handle)
-            case.statuses.append(final)
+            case.read(final, len(self.recorder.exchanges))
             if final.state == "succeeded" and index % self.download_every == 0:
                 case.video, case.expected_video = self._download(final, request)
         except errors.WanError as exc:
@@ -302,7 +315,6 @@ class Runner:
         from pathlib import Path
 
         from wanmock.mockserver.media import probe
-        from wanmock.mockserver.results import output_size
 
         with tempfile.TemporaryDirectory() as tmp:
             path = self.client.download(status, Path(tmp) / "result.mp4")
@@ -310,13 +322,14 @@ class Runner:
         resolution = (getattr(request, "resolution", None) or self._default(request.kind, "resolution")).upper()
         ratio = getattr(request, "ratio", None) or "16:9"
         duration = getattr(request, "duration", None) or self._default(request.kind, "duration")
-        if request.kind == "videoedit" and (not duration or self.provider == "apiyi"):
-            # 0 keeps the input's length [D5c][M3]; on APIYI duration has no effect [Y1][Y4]. The
-            # mock cannot see the input video and uses Options.videoedit_source_seconds for it.
+        if request.kind == "videoedit" and (not duration or _duration_has_no_effect(self.provider)):
+            # 0 keeps the input's length [D5c][M3]; where duration has no effect (APIYI [Y1][Y4])
+            # the output follows the input too. The mock cannot see the input video and uses
+            # Options.videoedit_source_seconds for it.
             from wanmock.mockserver.config import Options
 
             duration = Options().videoedit_source_seconds
-        return info, (*output_size(resolution, ratio), float(duration))
+        return info, (*expected_size(self.provider, resolution, ratio), float(duration))
 
     def _default(self, kind: str, name: str) -> Any:
         provider = catalog().provider(self.provider)
@@ -360,7 +373,7 @@ class Runner:
         def submit_with_poll_faults(case: Case) -> None:
             handle = client.submit(request)
             target.fault({"action": "error", "provider": provider, "endpoint": "poll", "status": 503, "count": 2})
-            case.statuses.append(client.wait(handle, timeout=120))
+            case.read(client.wait(handle, timeout=120), len(self.recorder.exchanges))
 
         for description, fault, expected in [
             ("rate limited on submit", {"status": 429, "retry_after": 3}, errors.RateLimitedError),
@@ -437,6 +450,28 @@ class Runner:
             record(case)
         result.seconds = time.perf_counter() - started
         return result
+
+
+def expected_size(provider: str, resolution: str, ratio: str) -> tuple[int, int]:
+    """Width x height of a video at ``resolution`` and ``ratio``, read from the captured schema data
+    (the ``x-output-sizes`` table of the provider's files, else of the upstream that documents it),
+    never from the mock's code: the checker must not trust what it checks."""
+    cat = catalog()
+    owners = [provider, *sorted(p for p in cat.providers if p != provider)]
+    for name in owners:
+        for document in cat.provider(name).documents.values():
+            table = document.get("x-output-sizes") if isinstance(document, dict) else None
+            if table and resolution.upper() in table and ratio in table[resolution.upper()]:
+                width, height = table[resolution.upper()][ratio]
+                return int(width), int(height)
+    raise KeyError(f"no captured output size for {resolution} {ratio}")
+
+
+def _duration_has_no_effect(provider: str) -> bool:
+    """Whether the provider's video-edit schema records that ``duration`` has no effect."""
+    document = catalog().provider(provider).documents.get("submit.videoedit.json", {})
+    notes = [str(c.get("values", "")) for c in document.get("x-conflicts", []) if "duration" in str(c.get("about"))]
+    return any("no effect" in note for note in notes)
 
 
 def _one(strategy: st.SearchStrategy[Any], seed: int) -> Iterator[Any]:
@@ -534,7 +569,7 @@ def live_probes(provider: str, api_key: str, base_url: str | None, max_paid_task
             case = Case(provider, kind, "valid", description="paid probe: cheapest t2v")
             try:
                 handle = runner_client.submit(cheapest)
-                case.statuses.append(runner_client.wait(handle, timeout=1200))
+                case.read(runner_client.wait(handle, timeout=1200), len(recorder.exchanges))
             except errors.WanError as exc:
                 case.error = exc
             record(case)
@@ -551,7 +586,7 @@ def _break_duration(body: dict[str, Any]) -> None:
 
 def _cheapest(provider: str) -> int:
     """The shortest t2v duration the provider's schema accepts (5 where it sets no range)."""
-    from wanmock.contracts.tools.recording import cheapest_duration
+    from wanmock.contracts.tools.probes import cheapest_duration
 
     return cheapest_duration(provider, "t2v") or 5
 
@@ -570,4 +605,6 @@ def summary(report: Report, stream: TextIO = sys.stdout) -> None:
     verdict = "all checks passed" if report.passed else f"{total} check(s) failed"
     if warned:
         verdict += f", {warned} warning(s)"
+    if report.interrupted:
+        verdict = f"interrupted after {len(report.results)} result(s), {total} check(s) failed"
     stream.write(f"{verdict} (target {report.target}, seed {report.seed})\n")

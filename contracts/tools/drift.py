@@ -26,15 +26,12 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.models import TextToVideo
+from wanmock.contracts.tools.control import Control
+from wanmock.contracts.tools.probes import cheapest_duration, free_probes
 from wanmock.schemas import Issue, Provider, catalog, resolve_pointer
 
 SEVERITIES = ("breaking", "warning", "info")
 RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info 0, warning 1, breaking 2
-
-# What each provider documents for an unknown task id (providers.md: Modellix 404 [M5][M6];
-# DashScope 200 UNKNOWN [D5a]; APIYI UNKNOWN after 24 h [Y1]; AI/ML API: NOT FOUND, so any
-# answer is only info).
-UNKNOWN_TASK = {"modellix": ("error", 404), "dashscope": ("poll-response", 200), "apiyi": ("poll-response", 200)}
 
 
 @dataclass(frozen=True)
@@ -178,7 +175,8 @@ class Prober:
         self.api_key = api_key
         self.dialect = dialect_for(provider)
         self.http = httpx.Client(timeout=60)
-        self.admin = httpx.Client(base_url=admin_url, timeout=30) if admin_url else None
+        # A wanmock on a manual clock: lifecycles advance its clock instead of waiting.
+        self.admin = Control(admin_url) if admin_url else None
 
     def close(self) -> None:
         self.http.close()
@@ -212,31 +210,17 @@ class Prober:
         )
 
     def free_probes(self) -> list[Observation]:
-        kind = next(iter(catalog().provider(self.provider).models))
-        request = TextToVideo("wanmock drift probe") if kind == "t2v" else None
-        prepared = self.dialect.prepare_submit(request) if request else None
+        """The free probes (wanmock.contracts.tools.probes), each answer an observation."""
         observations: list[Observation] = []
-        if prepared is not None:
-            missing = self._send("POST", prepared.path, key=None, headers=prepared.headers, body=prepared.body)
-            observations.append(self._observe("missing key", "error", missing, 401))
-            refused = self._send("POST", prepared.path, key="invalid", headers=prepared.headers, body=prepared.body)
-            observations.append(self._observe("invalid key", "error", refused, 401))
-            bad_body = json.loads(json.dumps(prepared.body))
-            target = bad_body.setdefault("parameters", {}) if "input" in bad_body else bad_body
-            target["duration"] = 99
-            invalid = self._send("POST", prepared.path, key=self.api_key, headers=prepared.headers, body=bad_body)
-            observations.append(self._observe("invalid body", "error", invalid, 400))
-        poll = self.dialect.prepare_poll("wanmock-drift-no-such-task")
-        unknown = self._send("GET", poll.path, key=self.api_key, params=poll.params)
-        message, status = UNKNOWN_TASK.get(
-            self.provider, ("error" if unknown.status_code >= 400 else "poll-response", None)
-        )
-        observations.append(self._observe("unknown task id", message, unknown, status))
+        for probe in free_probes(self.provider, self.api_key):
+            answer = self._send(
+                probe.method, probe.path, key=probe.key, headers=probe.headers, body=probe.body, params=probe.params
+            )
+            observations.append(self._observe(probe.label, probe.message, answer, probe.status))
         return observations
 
     def lifecycle(self, kind: str, timeout: float) -> list[Observation]:
         """One real task of ``kind`` with the cheapest parameters, polled to the end."""
-        from wanmock.contracts.tools.recording import cheapest_duration
 
         request = TextToVideo(
             "wanmock drift probe: a red ball on a table",
@@ -271,16 +255,49 @@ class Prober:
                     observation.elapsed = time.monotonic() - started
                 break
             if self.admin is not None:
-                self.admin.post("/__admin/clock/advance", json={"seconds": interval})
+                self.admin.advance(interval)
             else:
                 time.sleep(interval)
         return observations
 
 
-def observations_from_cassette(directory: Path) -> list[Observation]:
-    """Observations from a cassette written by ``wanmock record`` (see wanmock.contracts.tools.recording)."""
-    data = json.loads((directory / "cassette.json").read_text(encoding="utf-8"))
-    provider = data["provider"]
+class CassetteError(Exception):
+    """A cassette that cannot be checked: missing, malformed, empty, or of another provider."""
+
+
+def read_cassette(directory: Path, provider: str | None = None) -> dict[str, Any]:
+    """``DIR/cassette.json`` (written by ``wanmock record``), checked enough to be worth comparing:
+    a JSON object of ``provider`` (when given) with at least one interaction."""
+    path = directory / "cassette.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CassetteError(f"{directory} holds no cassette.json (record one with `wanmock record`)") from None
+    except OSError as exc:
+        raise CassetteError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CassetteError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+        raise CassetteError(f"{path} is not a cassette: it has no list of interactions")
+    recorded = data.get("provider")
+    if recorded not in catalog().providers:
+        raise CassetteError(f"{path} names no known provider ({recorded!r})")
+    if provider is not None and recorded != provider:
+        raise CassetteError(f"{path} is a recording of {recorded}, not of {provider}")
+    if not data["interactions"]:
+        raise CassetteError(f"{path} is empty: it holds no interaction to compare")
+    for index, interaction in enumerate(data["interactions"]):
+        response = interaction.get("response") if isinstance(interaction, dict) else None
+        if not isinstance(response, dict) or not isinstance(response.get("status"), int):
+            raise CassetteError(f"{path}: interaction {index} has no response with a status")
+    return data
+
+
+def observations_from_cassette(directory: Path, provider: str | None = None) -> list[Observation]:
+    """Observations from a cassette written by ``wanmock record`` (see wanmock.contracts.tools.recording).
+    Raises CassetteError for a missing, malformed or empty cassette, or one of another provider."""
+    data = read_cassette(directory, provider)
+    provider = str(data["provider"])
     out: list[Observation] = []
     for interaction in data.get("interactions", []):
         endpoint = interaction.get("endpoint")

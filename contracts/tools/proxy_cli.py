@@ -32,6 +32,10 @@ examples:
 
   # against a local mock instead of the live provider
   wanmock proxy --provider dashscope --upstream http://127.0.0.1:8000 --port 0
+
+  # on another interface, a protected control plane, a slower upstream, overwrite the recording
+  wanmock proxy --provider apiyi --host 0.0.0.0 --admin-token s3cret --timeout 600 --log-level info \\
+      --record cassettes/apiyi --force
 """
 
 
@@ -46,9 +50,9 @@ def add_parser(subparsers: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers))
+    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers), help="the provider")
     parser.add_argument("--upstream", help="where to forward (default: the provider's documented base URL)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (printed)")
     parser.add_argument(
         "--mode",
@@ -59,8 +63,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--record", type=Path, metavar="DIR", help="record tasks into DIR/cassette.json")
     parser.add_argument("--force", action="store_true", help="overwrite an existing cassette in --record DIR")
     parser.add_argument("--report", type=Path, metavar="FILE", help="write the report here (default: stdout)")
-    parser.add_argument("--format", default="text", choices=("text", "json", "junit", "markdown"))
-    parser.add_argument("--fail-on", default="breaking", choices=("breaking", "warning"))
+    parser.add_argument(
+        "--format", default="text", choices=("text", "json", "junit", "markdown"), help="the report's format (text)"
+    )
+    parser.add_argument(
+        "--fail-on", default="breaking", choices=("breaking", "warning"), help="the severity that exits 1 (breaking)"
+    )
     parser.add_argument(
         "--admin-token",
         default=os.environ.get("WANMOCK_ADMIN_TOKEN"),
@@ -68,7 +76,12 @@ def add_parser(subparsers: Any) -> None:
         "(default: $WANMOCK_ADMIN_TOKEN)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the upstream (300)")
-    parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (default warning)",
+    )
     parser.set_defaults(handler=run)
 
 

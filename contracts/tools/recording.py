@@ -20,7 +20,6 @@ is kept, even in memory. ``Authorization``, ``Proxy-Authorization``, ``X-Api-Key
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -34,9 +33,13 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 from wanmock.contracts.client import errors
-from wanmock.contracts.client.dialects import dialect_for
 from wanmock.contracts.client.engine import WanClient
-from wanmock.contracts.client.models import ImageToVideo, TaskHandle, TextToVideo, VideoEdit, VideoRequest
+from wanmock.contracts.tools.control import Control, NotAWanmock, ServerInfo, find_wanmock, identify
+from wanmock.contracts.tools.probes import (
+    cheapest_request,
+    free_probes,
+    uses_example_media,
+)
 from wanmock.mockserver.cassette import CASSETTE_FILE, CASSETTE_VERSION, REDACTED, write_cassette
 from wanmock.mockserver.routing import Match, Router
 from wanmock.schemas import catalog, resolve_pointer
@@ -52,11 +55,6 @@ URL = re.compile(r"https?://[^\s\"'<>\\]+", re.I)
 SIGNED_ASSIGNMENT = re.compile(
     r"(?i)(?<![a-z_-])(signature|expires|ossaccesskeyid|security-token|accesskeyid|x-(?:amz|oss|goog)-[\w-]+)=([^&\s\"'<>\\]+)"
 )
-UNKNOWN_TASK_ID = "wanmock-no-such-task"
-PROMPT = "wanmock recording: a red ball on a table"
-# The mock does not fetch media; a live recording of i2v or videoedit needs --media.
-EXAMPLE_IMAGE = "https://example.com/first_frame.png"
-EXAMPLE_VIDEO = "https://example.com/input.mp4"
 
 
 # -- scrubbing ------------------------------------------------------------------------------
@@ -249,6 +247,7 @@ class CassetteTransport(httpx.BaseTransport):
         self.inner = inner
         self.recorder = Recorder(provider, base_url, keys=keys, now=now)
         self.now = now
+        self.on_interaction: Callable[[], None] | None = None  # called after each exchange is kept
 
     @property
     def interactions(self) -> list[dict[str, Any]]:
@@ -274,6 +273,8 @@ class CassetteTransport(httpx.BaseTransport):
             response_body=_json_or_text(response.content),
             sent=sent,
         )
+        if self.on_interaction is not None:
+            self.on_interaction()
         return response
 
     @contextmanager
@@ -293,61 +294,6 @@ def _pointer(body: Any, pointer: str) -> Any:
 
 
 # -- what to send ---------------------------------------------------------------------------
-
-
-def _field_schema(provider: str, kind: str, name: str) -> Mapping[str, Any]:
-    """The request schema of the normalised field ``name`` of ``kind`` (refs followed)."""
-    p = catalog().provider(provider)
-    return p.field_schema(p.models[kind].schema_file, dialect_for(provider).FIELDS[kind][name])
-
-
-def cheapest_duration(provider: str, kind: str) -> int | None:
-    """The shortest positive duration the schema allows (None: the schema sets no range)."""
-    node = _field_schema(provider, kind, "duration")
-    for option in node.get("anyOf", []) or [node]:
-        if "enum" in option:
-            return min(v for v in option["enum"] if isinstance(v, int) and not isinstance(v, bool) and v > 0)
-        if "minimum" in option:
-            return int(option["minimum"])
-    return None
-
-
-def cheapest_request(provider: str, kind: str, media: Sequence[str] = ()) -> VideoRequest:
-    """The cheapest billable request of ``kind``: 720P and the shortest duration. ``media``: the
-    first frame (i2v), or the input video then reference images (videoedit); example URLs where
-    none is given (the mock does not fetch them), and one reference image where one is required."""
-    duration = cheapest_duration(provider, kind)
-    if kind == "t2v":
-        return TextToVideo(PROMPT, resolution="720P", duration=duration)
-    if kind == "i2v":
-        return ImageToVideo(media[0] if media else EXAMPLE_IMAGE, prompt=PROMPT, resolution="720P", duration=duration)
-    if kind == "videoedit":
-        video, *images = media or [EXAMPLE_VIDEO]
-        request = VideoEdit(video, tuple(images), prompt=PROMPT, resolution="720P", duration=duration)
-        try:
-            dialect_for(provider).prepare_submit(request)
-        except errors.UnsupportedRequest:
-            if images:
-                raise
-            return dataclasses.replace(request, reference_images=(EXAMPLE_IMAGE,))  # APIYI requires one
-        return request
-    raise errors.WanError(f"unknown model kind {kind!r}; known: t2v, i2v, videoedit")
-
-
-def uses_example_media(request: VideoRequest) -> bool:
-    values = [getattr(request, f.name) for f in dataclasses.fields(request)]
-    flat = [v for value in values for v in (value if isinstance(value, tuple) else (value,))]
-    return EXAMPLE_IMAGE in flat or EXAMPLE_VIDEO in flat
-
-
-def _invalid_body(provider: str) -> dict[str, Any]:
-    """A t2v body the provider must refuse without billing: duration 99."""
-    body = dialect_for(provider).body(TextToVideo(PROMPT))
-    if isinstance(body.get("input"), dict):
-        body.setdefault("parameters", {})["duration"] = 99
-    else:
-        body["duration"] = 99
-    return body
 
 
 # -- a recording ----------------------------------------------------------------------------
@@ -374,12 +320,14 @@ def record(
     sleep: Callable[[float], Any] = time.sleep,
     now: Callable[[], float] = time.monotonic,
     timeout: float = 1200.0,
+    on_change: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Record the free probes and at most ``budget`` billable tasks of ``kind``; the cassette.
 
     ``transport`` and ``base_url`` say where requests go (the live provider, a wanmock server,
     an in-process app); ``sleep`` and ``now`` are the time the polls wait on (a manual clock's
-    advance and now, against a mock)."""
+    advance and now, against a mock). ``on_change`` gets the cassette so far after every exchange
+    (``wanmock record`` writes it down each time, so an interrupted recording keeps what it paid for)."""
     if budget < 0:
         raise errors.WanError("the budget must be 0 or more billable tasks")
     offered = catalog().provider(provider).models
@@ -387,22 +335,20 @@ def record(
         raise errors.UnsupportedRequest(f"{provider} does not offer {kind} (it offers {', '.join(offered)})")
     base_url = base_url.rstrip("/")
     recorder = CassetteTransport(transport, provider, base_url, keys=[api_key], now=now)
+    if on_change is not None:
+        recorder.on_interaction = lambda: on_change(recorder.recorder.cassette())
 
     def client(key: str) -> WanClient:
         return WanClient(provider, key, base_url=base_url, transport=recorder, sleep=sleep, clock=now, timeout=60)
 
     # A provider's refusal or a failed task is part of what is recorded, not an error here.
-    with client(api_key) as wan, client("invalid") as refused:
-        probe = TextToVideo(PROMPT, resolution="720P", duration=cheapest_duration(provider, "t2v"))
-        with recorder.labelled("refused-key"), suppress(errors.WanError):
-            refused.submit(probe)  # refused by every provider, and by wanmock by default
-        with recorder.labelled("invalid-body"), httpx.Client(transport=recorder, timeout=60) as raw:
-            body = _invalid_body(provider)
-            prepared = wan.dialect.prepare_body("t2v", body)
-            headers = {**prepared.headers, "Authorization": f"Bearer {api_key}"}
-            raw.post(base_url + prepared.path, json=body, headers=headers)
-        with recorder.labelled("unknown-task"), suppress(errors.WanError):
-            wan.poll(TaskHandle(provider, UNKNOWN_TASK_ID, "t2v"))
+    with client(api_key) as wan, httpx.Client(transport=recorder, timeout=60) as raw:
+        for probe in free_probes(provider, api_key, names=("refused-key", "invalid-body", "unknown-task")):
+            headers = dict(probe.headers)
+            if probe.key is not None:
+                headers["Authorization"] = f"Bearer {probe.key}"
+            with recorder.labelled(probe.name):
+                raw.request(probe.method, base_url + probe.path, headers=headers, json=probe.body, params=probe.params)
         request = cheapest_request(provider, kind, media)
         for _ in range(budget):
             with recorder.labelled("paid"), suppress(errors.WanError):
@@ -417,7 +363,7 @@ class Pace:
     """Time for the polls: real sleeping, or a wanmock server's manual clock advanced through
     its control plane (``now`` is then the seconds advanced: the only time that server sees)."""
 
-    def __init__(self, admin: httpx.Client | None = None) -> None:
+    def __init__(self, admin: Control | None = None) -> None:
         self.admin = admin
         self.offset = 0.0
 
@@ -425,28 +371,25 @@ class Pace:
         if self.admin is None:
             time.sleep(seconds)
             return
-        self.admin.post("/__admin/clock/advance", json={"seconds": seconds}).raise_for_status()
+        self.admin.advance(seconds)
         self.offset += seconds
 
     def now(self) -> float:
         return self.offset if self.admin is not None else time.monotonic()
 
 
-def target_base(provider: str, url: str, admin: httpx.Client) -> tuple[str, bool]:
-    """(the provider's base URL at ``url``, whether its clock is manual). A wanmock server is
-    recognised by its health endpoint; anything else is taken as the provider's base URL."""
-    origin = url.rstrip("/")
+def target_base(provider: str, url: str) -> tuple[str, ServerInfo | None]:
+    """(the provider's base URL at ``url``, the wanmock server there or None). A wanmock server is
+    recognised by its health endpoint, at its origin or at a provider base URL under it;
+    anything else is taken as the provider's base URL."""
+    server = find_wanmock(url)
+    if server is None:
+        return url.rstrip("/"), None
     try:
-        health = admin.get("/__admin/health")
-        info = health.json() if health.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        info = None
-    if not isinstance(info, dict) or not isinstance(info.get("providers"), list):
-        return origin, False
-    served = info["providers"]
-    if provider not in served:
-        raise errors.WanError(f"{origin} does not serve {provider} (it serves {', '.join(map(str, served))})")
-    return (origin if len(served) == 1 else f"{origin}/{provider}"), info.get("clock") == "manual"
+        server = identify(url, provider)
+    except NotAWanmock as exc:
+        raise errors.WanError(str(exc)) from exc
+    return server.base_url(provider), server
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -459,11 +402,26 @@ def add_parser(subparsers: Any) -> None:
         description="Free probes (a refused key, an invalid body, an unknown task id), then at most "
         "--budget billable submissions with the cheapest parameters, each polled to the end. Keys, "
         "cookies and URL signatures are redacted before anything is written.",
+        epilog="""examples:
+  wanmock record --provider dashscope --live --out recordings/dashscope              free probes only
+  wanmock record --provider dashscope --live --out recordings/dashscope --budget 1 --force
+  wanmock record --provider apiyi --target http://127.0.0.1:8000/apiyi --out rec/apiyi --budget 1
+  wanmock record --provider modellix --live --out rec/m --budget 1 --model i2v --media https://x/frame.png
+  wanmock record --provider aimlapi --live --out rec/a --budget 1 --timeout 600
+
+Each exchange is written to DIR/cassette.json as it happens: Ctrl-C (exit 130) keeps what was
+recorded. Documentation: docs/DRIFT_AND_RECORDING.md.
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers))
+    parser.add_argument("--provider", required=True, choices=sorted(catalog().providers), help="the provider")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--live", action="store_true", help="the live provider (key from <PROVIDER>_API_KEY)")
-    where.add_argument("--target", help="a wanmock server or another base URL (key: <PROVIDER>_API_KEY or test-key)")
+    where.add_argument(
+        "--target",
+        help="a wanmock server (its origin or a provider base URL under it) or another base URL "
+        "(key: <PROVIDER>_API_KEY or test-key)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="the cassette directory (DIR/cassette.json)")
     parser.add_argument("--budget", type=int, default=0, help="at most this many billable submissions (default 0)")
     parser.add_argument("--model", default="t2v", choices=("t2v", "i2v", "videoedit"), help="kind to submit")
@@ -499,15 +457,24 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.live and not key:
         err.write(f"wanmock record: --live needs {variable} in the environment\n")
         return 2
+
+    def keep(cassette: Mapping[str, Any]) -> None:  # each exchange is written down as it happens
+        write_cassette(args.out, cassette)
+
     try:
         with httpx.HTTPTransport() as transport:
             if args.live:
                 base, pace = catalog().provider(args.provider).base_url, Pace()
-                cassette = _record(args, key or "", base, transport, pace)
+                cassette = _record(args, key or "", base, transport, pace, keep)
             else:
-                with httpx.Client(base_url=args.target.rstrip("/"), timeout=30) as admin:
-                    base, manual = target_base(args.provider, args.target, admin)
-                    cassette = _record(args, key or "test-key", base, transport, Pace(admin if manual else None))
+                base, server = target_base(args.provider, args.target)
+                with Control(server.origin if server else base) as admin:
+                    pace = Pace(admin if server is not None and server.manual_clock else None)
+                    cassette = _record(args, key or "test-key", base, transport, pace, keep)
+    except KeyboardInterrupt:
+        if (args.out / CASSETTE_FILE).exists():
+            err.write(f"wanmock record: interrupted; what was recorded so far is in {args.out / CASSETTE_FILE}\n")
+        raise
     except errors.WanError as exc:
         err.write(f"wanmock record: {exc}\n")
         return 2
@@ -524,7 +491,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _record(
-    args: argparse.Namespace, key: str, base: str, transport: httpx.BaseTransport, pace: Pace
+    args: argparse.Namespace,
+    key: str,
+    base: str,
+    transport: httpx.BaseTransport,
+    pace: Pace,
+    on_change: Callable[[Mapping[str, Any]], None],
 ) -> dict[str, Any]:
     return record(
         args.provider,
@@ -537,6 +509,7 @@ def _record(
         sleep=pace.sleep,
         now=pace.now,
         timeout=args.timeout,
+        on_change=on_change,
     )
 
 

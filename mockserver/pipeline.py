@@ -268,7 +268,7 @@ class Pipeline:
             warnings=list(rc.warnings),
         )
         with contextlib.suppress(StoreUnavailable):
-            await self.state.io.run(self.state.store.append, entry)
+            await self.state.io.append(entry)
 
     def respond(self, rc: RequestContext) -> Response:
         if rc.response is not None:

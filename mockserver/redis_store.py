@@ -266,6 +266,20 @@ class RedisStore:
             keys=[self.key("seq"), self.key("journal")], args=[json.dumps(data), entry.seq, self.journal_limit]
         )
 
+    def append_many(self, entries: list[JournalEntry]) -> None:
+        """Every entry's script in one pipeline: one round trip for them all, in order."""
+        if len(entries) == 1:
+            self.append(entries[0])
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        keys = [self.key("seq"), self.key("journal")]
+        for entry in entries:
+            data = entry.to_dict()
+            if not entry.seq:
+                del data["seq"]
+            self._append(keys=keys, args=[json.dumps(data), entry.seq, self.journal_limit], client=pipe)
+        pipe.execute()
+
     def _journal_raw(self) -> list[str]:
         return cast(list[str], self.redis.lrange(self.key("journal"), 0, -1))
 

@@ -214,14 +214,29 @@ class SQLiteStore:
     # -- journal --------------------------------------------------------------------------
 
     def append(self, entry: JournalEntry) -> None:
-        """One transaction: number the entry (when its seq is 0), insert, trim to the bound."""
-        data = entry.to_dict()
+        self.append_many([entry])
+
+    def append_many(self, entries: list[JournalEntry]) -> None:
+        """One transaction for them all: number the entries whose seq is 0 (in order), insert,
+        trim to the bound."""
         with self.transaction() as db:
-            if not entry.seq:
-                data["seq"] = self._next_seq(db)
-            cursor = db.execute("INSERT INTO journal (test_id, data) VALUES (?, ?)", (entry.test_id, json.dumps(data)))
-            assert cursor.lastrowid is not None
-            db.execute("DELETE FROM journal WHERE n <= ?", (cursor.lastrowid - self.journal_limit,))
+            unnumbered = sum(1 for e in entries if not e.seq)
+            seq = 0
+            if unnumbered:
+                row = db.execute(
+                    "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value", (unnumbered,)
+                )
+                seq = int(row.fetchall()[0][0]) - unnumbered
+            rows = []
+            for entry in entries:
+                data = entry.to_dict()
+                if not entry.seq:
+                    seq += 1
+                    data["seq"] = seq
+                rows.append((entry.test_id, json.dumps(data)))
+            db.executemany("INSERT INTO journal (test_id, data) VALUES (?, ?)", rows)
+            (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
+            db.execute("DELETE FROM journal WHERE n <= ?", (int(last) - self.journal_limit,))
 
     def journal(self) -> list[JournalEntry]:
         rows = self.connection().execute("SELECT data FROM journal ORDER BY n")

@@ -123,6 +123,10 @@ class TaskStore(Protocol):
 
     def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]: ...
     def append(self, entry: JournalEntry) -> None: ...
+    def append_many(self, entries: list[JournalEntry]) -> None:
+        """Append these in order, in one transaction or round trip (the server batches them)."""
+        ...
+
     def journal(self) -> Iterable[JournalEntry]: ...
     def next_seq(self) -> int: ...
     def reset(self, test_id: str | None = None) -> None: ...
@@ -352,6 +356,10 @@ class MemoryStore:
                 self._seq += 1
                 entry = replace(entry, seq=self._seq)
             self._journal.append(entry)
+
+    def append_many(self, entries: list[JournalEntry]) -> None:
+        for entry in entries:
+            self.append(entry)
 
     def journal(self) -> list[JournalEntry]:
         with self._lock:

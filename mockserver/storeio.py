@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from wanmock.mockserver.store import TaskStore
+from wanmock.mockserver.store import JournalEntry, TaskStore
 
 log = logging.getLogger("wanmock")
 T = TypeVar("T")
@@ -89,17 +89,41 @@ def _serve(jobs: queue.SimpleQueue[Job | None]) -> None:
                 break
             batch.append(more)
         answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]] = {}
+        writes = [job for job in batch if isinstance(job[2], JournalWrite) and not job[1].done()]
         for loop, future, call in batch:
-            if future.done():  # given up before it ran: never write late what a 503 answered
+            if future.done() or isinstance(call, JournalWrite):  # given up: never write late what a 503 answered
                 continue
             try:
                 answer: tuple[asyncio.Future[Any], BaseException | None, Any] = (future, None, call())
             except BaseException as exc:  # handed to the caller, who decides
                 answer = (future, exc, None)
             answers.setdefault(loop, []).append(answer)
+        if writes:  # the batch's journal entries: one transaction (SQLite), one round trip (Redis)
+            first = writes[0][2]
+            assert isinstance(first, JournalWrite)
+            error: BaseException | None = None
+            try:
+                first.store.append_many([call.entry for _, _, call in writes if isinstance(call, JournalWrite)])
+            except BaseException as exc:
+                error = exc
+            for loop, future, _ in writes:
+                answers.setdefault(loop, []).append((future, error, None))
         for loop, done in answers.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, done)
+
+
+class JournalWrite:
+    """A queued journal entry: the entries a store thread finds queued together are written at once."""
+
+    __name__ = "append"
+
+    def __init__(self, store: TaskStore, entry: JournalEntry) -> None:
+        self.store = store
+        self.entry = entry
+
+    def __call__(self) -> None:
+        self.store.append(self.entry)
 
 
 class StoreIO:
@@ -133,6 +157,13 @@ class StoreIO:
         if not self.store.shared:
             return call(*args)
         return await self._attempt(call, *args)
+
+    async def append(self, entry: JournalEntry) -> None:
+        """Record a journal entry; entries queued together are written in one go."""
+        if not self.store.shared:
+            self.store.append(entry)
+            return
+        await self._attempt(JournalWrite(self.store, entry))
 
     async def _attempt(self, call: Callable[..., T], *args: Any, probe: bool = False) -> T:
         operation = getattr(call, "__name__", "call")

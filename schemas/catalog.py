@@ -7,8 +7,12 @@ Paths, headers, model ids, status words and field locations are read from the fi
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import json
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
 ROOT = Path(__file__).resolve().parent
 BASE_URI = "https://wanmock.dev/schemas/"
+# More providers: directories (separated by os.pathsep) holding <provider>/manifest.json like schemas/.
+SCHEMA_PATH_VARIABLE = "WANMOCK_SCHEMA_PATH"
 KINDS = ("t2v", "i2v", "videoedit")
 MESSAGES = ("submit", "submit-response", "poll-response", "error")
 CANONICAL_STATES = ("queued", "running", "succeeded", "failed", "canceled", "unknown")
@@ -87,6 +93,7 @@ class Provider:
     name: str
     manifest: Mapping[str, Any]
     documents: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    directory: Path = field(default=ROOT, repr=False)  # where its files are
     models: dict[str, Model] = field(init=False)
     states: dict[str, State] = field(init=False)
     endpoints: dict[str, Endpoint] = field(init=False)
@@ -178,16 +185,49 @@ class Provider:
     def sources(self) -> list[str]:
         return [src["url"] for src in self.manifest["x-source"]]
 
+    def implementation(self, role: str) -> Any:
+        """The class the manifest's ``implementation`` names for ``role`` (``profile``: the mock's,
+        ``dialect``: the client's), or None. ``"module.path:Class"`` is imported; ``"file.py:Class"``
+        is loaded from the provider's directory, so a provider outside the package is its directory."""
+        spec = self.manifest.get("implementation", {}).get(role)
+        if spec is None:
+            return None
+        where, _, name = str(spec).partition(":")
+        if where.endswith(".py"):
+            path = (self.directory / where).resolve()
+            module_name = f"wanmock_provider_{self.name}_{path.stem}"
+            module = sys.modules.get(module_name)
+            if module is None:
+                loader = importlib.util.spec_from_file_location(module_name, path)
+                if loader is None or loader.loader is None or not path.is_file():
+                    raise SchemaNotFound(f"{self.name}: the {role} module {path} does not exist")
+                module = importlib.util.module_from_spec(loader)
+                sys.modules[module_name] = module
+                loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            raise SchemaNotFound(f"{self.name}: {where} has no {role} class {name!r}") from None
+
 
 class Catalog:
     """All providers and their compiled schemas. Use :func:`catalog` for the shared one."""
 
-    def __init__(self, root: Path = ROOT) -> None:
+    def __init__(self, root: Path = ROOT, extra: Sequence[Path] = ()) -> None:
         self.root = root
         docs: dict[str, dict[str, Mapping[str, Any]]] = {}
+        directories: dict[str, Path] = {}
         resources: list[tuple[str, Any]] = []
-        for manifest_path in sorted(root.glob("*/manifest.json")):
+        manifests = [m for base in (root, *extra) for m in sorted(Path(base).glob("*/manifest.json"))]
+        for manifest_path in manifests:
             provider = manifest_path.parent.name
+            if provider in docs:
+                raise ValueError(
+                    f"provider {provider!r} is defined twice: {directories[provider]}, {manifest_path.parent}"
+                )
+            directories[provider] = manifest_path.parent
             docs[provider] = {}
             for path in sorted(manifest_path.parent.glob("*.json")):
                 doc = json.loads(path.read_text(encoding="utf-8"))
@@ -199,7 +239,7 @@ class Catalog:
             (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in resources
         )
         self.providers: dict[str, Provider] = {
-            name: Provider(name, files["manifest.json"], files) for name, files in docs.items()
+            name: Provider(name, files["manifest.json"], files, directories[name]) for name, files in docs.items()
         }
         self._compiled: dict[str, CompiledSchema] = {}
 
@@ -345,7 +385,12 @@ class Catalog:
         return self.provider(provider).documents[file]
 
 
-@functools.cache
 def catalog() -> Catalog:
-    """The catalog of the schema files shipped with this package (loaded once)."""
-    return Catalog()
+    """The catalog of the schema files shipped with this package, plus the providers found under
+    each directory of ``WANMOCK_SCHEMA_PATH`` (loaded once per value of the variable)."""
+    return _catalog(os.environ.get(SCHEMA_PATH_VARIABLE, ""))
+
+
+@functools.cache
+def _catalog(extra: str) -> Catalog:
+    return Catalog(ROOT, tuple(Path(p) for p in extra.split(os.pathsep) if p))

@@ -274,7 +274,7 @@ def _propose(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_USAGE
     # Beside the user's own files, never into the installed package (which may not even be writable).
     out_dir = args.out or (Path(args.samples[0]).parent if args.samples[0] != "-" else Path.cwd())
-    written = write_proposal(cat.root / args.provider / file, samples, out_dir=out_dir)
+    written = write_proposal(cat.provider(args.provider).directory / file, samples, out_dir=out_dir)
     proposal = json.loads(written.read_text(encoding="utf-8"))
     for change in proposal["x-proposed-changes"]:
         err.write(f"  {change['at']}: {change['change']} ({change['evidence']} of {change['of']} samples)\n")

@@ -204,7 +204,8 @@ def page(server: Server, browser: Any) -> Iterator[Any]:
     opened.on("console", lambda message: message.type == "error" and errors.append(message.text))
     yield opened
     context.close()
-    assert errors == []  # no script error, no Content-Security-Policy violation, no failed load
+    answered = "Failed to load resource: the server responded with a status of"  # a refusal the page shows
+    assert [e for e in errors if not e.startswith(answered)] == []  # no script error, CSP violation, lost server
 
 
 def api_submit(server: Server, provider: str = "dashscope", **headers: str) -> httpx.Response:
@@ -352,3 +353,43 @@ def test_two_workers_on_a_shared_store_drive_the_same_page(server: Server, page:
     expect(page.locator('#tasks tbody tr[data-state="succeeded"]')).to_have_count(3, timeout=15_000)
     assert server.client.get("/__admin/clock").json()["now"] == 1_790_000_061  # one stored clock
     Shots(page, artefacts(tmp_path, "dashboard-workers"))("two-workers", full_page=False)
+
+
+@pytest.mark.slow
+def test_fail_a_task_and_edit_drift_from_the_page(server: Server, page: Any, tmp_path: Path) -> None:
+    shot = Shots(page, artefacts(tmp_path, "dashboard-actions"))
+    created = api_submit(server, "dashscope")
+    task_id = str(resolve_pointer(created.json(), catalog().provider("dashscope").task_fields["id_in_submit"]))
+    page.goto(f"{server.origin}/__admin/ui/#/task/dashscope/{task_id}")
+    page.wait_for_selector("#fail-form")
+    page.locator('#fail-form [name="code"]').fill("DataInspectionFailed")
+    page.locator('#fail-form [name="message"]').fill("flagged by the test")
+    page.locator("#fail-form button[type=submit]").click()
+    expect(page.locator("h1 .state")).to_have_text("failed", timeout=15_000)
+    expect(page.locator("h1 .word")).to_have_text(catalog().provider("dashscope").states["failed"].word)
+    expect(page.locator(".panel").filter(has_text="Result")).to_contain_text("DataInspectionFailed")
+    assert server.client.get(f"/__admin/tasks/dashscope/{task_id}").json()["error_code"] == "DataInspectionFailed"
+    expect(page.locator('#task-actions [data-action="succeed"]')).to_be_disabled()  # terminal states are sticky
+    shot("task-failed")
+
+    page.click('[data-nav="rules"]')
+    words = page.locator('[data-drift-form="add_status_word"]')
+    words.locator('[name="provider"]').select_option("dashscope")
+    words.locator('[name="word"]').fill("PAUSED")
+    words.locator("button[type=submit]").click()
+    codes = page.locator('[data-drift-form="change_status_code"]')
+    codes.locator('[name="provider"]').select_option("modellix")
+    codes.locator('[name="to_status"]').fill("418")
+    codes.locator("button[type=submit]").click()
+    expect(page.locator("#drift tbody tr[data-drift]")).to_have_count(2, timeout=15_000)
+    shot("drift-added")
+    page.locator("#drift tbody tr[data-drift]").first.locator("button").click()  # delete the first
+    expect(page.locator("#drift tbody tr[data-drift]")).to_have_count(1, timeout=15_000)
+    rules = server.client.get("/__admin/drift").json()["rules"]
+    assert [(r["provider"], r["kind"], r["to_status"]) for r in rules] == [("modellix", "change_status_code", 418)]
+
+    bad = page.locator('[data-fault-form="error"]')
+    bad.locator('[name="status"]').fill("200")  # the server refuses it, and the page says why
+    bad.locator("button[type=submit]").click()
+    expect(page.locator("#notice")).to_contain_text("status must be an integer from 400 to 599", timeout=15_000)
+    shot("refused-rule")

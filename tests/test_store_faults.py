@@ -31,11 +31,12 @@ from wanmock.mockserver.store import MemoryStore, TaskStore, store_from_url
 from wanmock.mockserver.tasks import Task, TransitionError
 from wanmock.schemas import catalog
 
-from tests.conftest import AUTH, PROVIDERS, example_body
+from tests.conftest import AUTH, PROVIDERS, example_body, submit_headers
 from tests.test_stores import (  # noqa: F401 (fixtures)
     RedisServer,
     StoreFactory,
     StoreMock,
+    entry,
     open_store,
     redis_server,
     task,
@@ -144,6 +145,9 @@ class JournalFails(SQLiteStore):
     """A store whose journal writes fail (a full disk, say) while tasks are written."""
 
     def append(self, entry: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def append_many(self, entries: Any) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
 
@@ -305,4 +309,38 @@ def test_add_and_append_number_what_has_no_seq(kind: str, tmp_path: Path, reques
         assert again.seq == second.seq
         assert [t.id for t in store.tasks()] == ["a", "b"]
     finally:
+        store.close()
+
+
+def test_append_many_numbers_in_order_and_keeps_the_bound(open_store: StoreFactory) -> None:  # noqa: F811
+    store = open_store(journal_limit=5)
+    store.append_many([entry(0, test_id="m") for _ in range(4)])
+    store.append_many([entry(0, test_id="m") for _ in range(4)])
+    seqs = [e.seq for e in store.journal()]
+    assert len(seqs) == 5
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 5
+
+
+def test_concurrent_requests_journal_every_exchange_once(tmp_path: Path) -> None:
+    """Journal entries queued together are written in one go: none lost, none twice, each numbered."""
+    store = SQLiteStore(tmp_path / "tasks.db")
+    mock = StoreMock(store, ManualClock(), tmp_path / "media")
+    provider = "dashscope"
+    try:
+
+        async def many() -> list[httpx.Response]:
+            body = example_body(provider, "t2v")
+            path = mock.submit_path(provider, "t2v")
+            headers = {**submit_headers(provider), "X-Wanmock-Test": "many"}
+            return list(await asyncio.gather(*(mock.client.post(path, json=body, headers=headers) for _ in range(40))))
+
+        answers = mock._loop.run_until_complete(many())
+        assert all(a.status_code == 200 for a in answers)
+        entries = mock.get("/__admin/journal", params={"test": "many"}).json()["entries"]
+        assert len(entries) == 40
+        assert len({e["seq"] for e in entries}) == 40
+        assert sorted(e["task_id"] for e in entries) == sorted(mock.task_id(provider, a) for a in answers)
+    finally:
+        mock.close()
         store.close()

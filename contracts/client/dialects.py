@@ -308,10 +308,13 @@ DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (Modellix, AimlApi, Api
 
 
 def dialect_for(provider: str) -> Dialect:
-    try:
-        return DIALECTS[provider]()
-    except KeyError:
-        raise errors.WanError(f"unknown provider {provider!r}; known: {', '.join(DIALECTS)}") from None
+    """The dialect of ``provider``: a shipped one, or the one its manifest's ``implementation`` names."""
+    found: type[Dialect] | None = DIALECTS.get(provider)
+    if found is None and provider in catalog().providers:
+        found = catalog().provider(provider).implementation("dialect")
+    if found is None:
+        raise errors.WanError(f"unknown provider {provider!r}; known: {', '.join(catalog().providers)}")
+    return found()
 
 
 def describe_body(body: Any) -> str:

@@ -377,13 +377,15 @@ class Runner:
 
         for description, fault, expected in [
             ("rate limited on submit", {"status": 429, "retry_after": 3}, errors.RateLimitedError),
-            ("insufficient balance", BALANCE_FAULT[provider], errors.InsufficientBalanceError),
+            ("insufficient balance", BALANCE_FAULT.get(provider), errors.InsufficientBalanceError),
         ]:
+            if fault is None:  # no documented balance error for this provider: nothing to stage
+                continue
             target.fault({"action": "error", "provider": provider, "endpoint": "submit", "count": 1, **fault})
             yield self.attempt(scenario(description, expected), lambda: client.submit(request))
         # A task the provider fails: TaskFailedError with the provider's code (Modellix documents none).
         failed = scenario("task failed", errors.TaskFailedError)
-        failed.expected_error_code = None if provider == "modellix" else "DataInspectionFailed"
+        failed.expected_error_code = "DataInspectionFailed"  # checked where the provider's answer carries it
         yield self.attempt(failed, lambda: submit_then("fail", {"code": "DataInspectionFailed", "message": "blocked"}))
         yield self.attempt(scenario("task expired", errors.TaskExpiredError), lambda: submit_then("expire"))
         # A dropped connection on submit: the outcome is unknown and the submit is not repeated.

@@ -385,6 +385,14 @@ def judge(profile: Profile, found: Match, headers: Mapping[str, str], raw: bytes
             judgement.problems.append(("breaking", "request refused by the schema", issue.path, issue.message, seen))
         if not refused.issues:
             judgement.problems.append(("breaking", "request refused", "$", refused.detail, ""))
+    else:
+        # What the provider accepts without documenting it passes, with a warning (the catalog's
+        # check() splits x-accepted-undocumented input from errors, where the catalog has it).
+        check = getattr(catalog(), "check", None)
+        for accepted in check(provider.name, "submit", body, kind=model.kind).warnings if check else ():
+            path = accepted.issue.path
+            problem = ("warning", "accepted but undocumented", path, accepted.warning, seen_at(body, path))
+            judgement.problems.append(problem)
     return judgement
 
 

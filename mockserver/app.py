@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from wanmock.mockserver.admin import admin_routes
 from wanmock.mockserver.config import ServerConfig
-from wanmock.mockserver.dispatch import Dispatcher
+from wanmock.mockserver.dispatch import Dispatcher, ProviderFirstRouter
 from wanmock.mockserver.files import download
 from wanmock.mockserver.media import MediaCache
 from wanmock.mockserver.operations import TaskOperations
@@ -70,10 +70,10 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
         state.io.close()
         state.media.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    # A path no route matches (Starlette's "{path:path}" stops at a newline, e.g. a task id with
-    # %0A in it) still reaches the provider, which answers in its own shape, not text/plain.
-    app.router.default = dispatcher
+    app = Starlette(lifespan=lifespan)
+    # Provider paths go straight to the dispatcher; and a path no route matches (Starlette's
+    # "{path:path}" stops at a newline) still reaches the provider, which answers in its shape.
+    app.router = ProviderFirstRouter(dispatcher, routes, lifespan)
     app.state.wanmock = state
     return app
 

@@ -5,15 +5,19 @@ other's, the first path segments that guess each, and the fallback)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Router
+from starlette.types import Lifespan, Receive, Scope, Send
 from wanmock.mockserver.files import is_files_path, no_such_file
+from wanmock.mockserver.http import url_path
 from wanmock.mockserver.pipeline import Pipeline
+from wanmock.mockserver.results import FILES_PREFIX
 from wanmock.mockserver.state import AppState
+
+CONTROL_PREFIXES = ("/__admin", FILES_PREFIX)  # what the app's routes answer; all else is a provider's
 
 
 class Dispatcher:
@@ -54,12 +58,27 @@ class Dispatcher:
                 return pipeline, "", path
         return self.guesses.get(head, self.fallback), "", path
 
-    async def endpoint(self, request: Request) -> Response:
-        if is_files_path(request.url.path):
-            return no_such_file(self.state, request)
-        pipeline, prefix, path = self.resolve(request.url.path)
-        return await pipeline.handle(request, prefix, path)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = url_path(scope)
+        if is_files_path(path):
+            await no_such_file(self.state, Request(scope, receive))(scope, receive, send)
+            return
+        pipeline, prefix, below = self.resolve(path)
+        await pipeline.handle(scope, receive, send, prefix, below)
+
+
+class ProviderFirstRouter(Router):
+    """Starlette's router, except that a request outside ``/__admin`` and ``/__files`` goes
+    straight to the dispatcher: one dispatch for provider paths, not a regex try of every
+    control-plane route first. (The app's middleware still runs before it.)"""
+
+    def __init__(self, dispatcher: Dispatcher, routes: Sequence[BaseRoute], lifespan: Lifespan[Any]) -> None:
+        super().__init__(routes=routes, lifespan=lifespan, default=dispatcher)
+        self.dispatcher = dispatcher
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.endpoint(Request(scope, receive))
-        await response(scope, receive, send)
+        if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIXES):
+            scope.setdefault("router", self)
+            await self.dispatcher(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -6,16 +6,19 @@ Nothing here knows a provider: the pipeline turns these into provider-shaped ans
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
+import orjson
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from wanmock.mockserver.errors import ApiError
 
 TEST_HEADER = "x-wanmock-test"
@@ -24,6 +27,9 @@ JOURNAL_STRING_LIMIT = 256
 JOURNAL_DEPTH_LIMIT = 32
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # after decoding, a valid pair is one character
+# What Starlette's URL parsing changes in a path (escapes ?#\, drops tab and newlines): such a
+# path takes the slow, exact way; any other is used as the server gave it.
+URL_REWRITES_PATH = re.compile(r"[?#\\\t\r\n]")
 
 
 class ConnectionDropped(Exception):
@@ -47,22 +53,25 @@ class DroppedResponse(Response):
 # -- credentials ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The Bearer token: None without an Authorization header, "" with another scheme."""
-    header = request.headers.get("authorization")
+    header = headers.get("authorization")
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def scrubbed_headers(request: Request) -> dict[str, str]:
+def scrubbed_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers (an ASGI scope's list) for the journal, credentials fingerprinted."""
     out = {}
-    for name, value in request.headers.items():
+    for key, raw_value in raw:
+        name, value = key.decode("latin-1"), raw_value.decode("latin-1")
         if name in SECRET_HEADERS:
             token = value.partition(" ")[2] or value
             value = f"<redacted sha256:{fingerprint(token)}>"
@@ -70,22 +79,97 @@ def scrubbed_headers(request: Request) -> dict[str, str]:
     return out
 
 
+# -- the request, read from the ASGI scope ---------------------------------------------------
+
+
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers of an ASGI scope by (lower-case) name; the first of repeated ones, as
+    Starlette's ``Headers.get`` answers."""
+    headers: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1")
+        if name not in headers:
+            headers[name] = value.decode("latin-1")
+    return headers
+
+
+def url_path(scope: Scope) -> str:
+    """``Request(scope).url.path``, without building the URL for an ordinary path."""
+    path: str = scope["path"]
+    return path if URL_REWRITES_PATH.search(path) is None else Request(scope).url.path
+
+
+def url_query(scope: Scope) -> str:
+    """``Request(scope).url.query``, without building the URL for an ordinary query."""
+    raw: bytes = scope.get("query_string", b"")
+    if raw.isascii() and b"#" not in raw and b"\n" not in raw and b"\r" not in raw and b"\t" not in raw:
+        return raw.decode("ascii")
+    return Request(scope).url.query
+
+
+_BASES: dict[tuple[Any, ...], str] = {}
+
+
+def base_url(scope: Scope, host: str | None) -> str:
+    """``str(Request(scope).base_url)`` without its trailing slash, built once per origin."""
+    server = scope.get("server")
+    key = (
+        scope.get("scheme"),
+        host,
+        tuple(server) if server else None,
+        scope.get("root_path"),
+        scope.get("app_root_path"),
+    )
+    found = _BASES.get(key)
+    if found is None:
+        found = str(Request(scope).base_url).rstrip("/")
+        if len(_BASES) < 1024:
+            _BASES[key] = found
+    return found
+
+
 # -- bodies ---------------------------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The body, refused (payload_too_large) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     digits = (declared or "").lstrip("0")
     if declared and declared.isascii() and declared.isdigit() and (len(digits) > 18 or int(digits or 0) > limit):
         raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise ApiError("payload_too_large", f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def loads(raw: bytes) -> Any:
+    """``decode_json(raw)``, by orjson where it can: what orjson refuses (a lone surrogate,
+    NaN, an integer beyond 64 bits, invalid JSON) takes the exact way, which decides."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return decode_json(raw)
+
+
+def dumps(value: Any) -> bytes:
+    """A JSON answer's bytes, compact and UTF-8 as Starlette's JSONResponse renders it (orjson;
+    the standard library for what orjson cannot encode, such as an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 def decode_json(raw: bytes) -> Any:
@@ -122,9 +206,24 @@ def parse_json(raw: bytes) -> Any:
 # -- the journal ----------------------------------------------------------------------------
 
 
+_KEPT = frozenset({int, bool, type(None)})  # what shorten() returns as it is
+
+
 def shorten(value: Any, depth: int = 0) -> Any:
     """A copy of a JSON value fit for the journal: long strings (data URIs) cut short, deep
-    nesting cut off, NaN and Infinity spelt as strings (the control plane answers strict JSON)."""
+    nesting cut off, NaN and Infinity spelt as strings (the control plane answers strict JSON).
+    Plain containers are walked without a call per leaf (the hot path: every answer)."""
+    kind = type(value)
+    if kind is dict and depth < JOURNAL_DEPTH_LIMIT:
+        return {
+            k: v if type(v) in _KEPT or (type(v) is str and len(v) <= JOURNAL_STRING_LIMIT) else shorten(v, depth + 1)
+            for k, v in value.items()
+        }
+    if kind is list and depth < JOURNAL_DEPTH_LIMIT:
+        return [
+            v if type(v) in _KEPT or (type(v) is str and len(v) <= JOURNAL_STRING_LIMIT) else shorten(v, depth + 1)
+            for v in value
+        ]
     if isinstance(value, str) and len(value) > JOURNAL_STRING_LIMIT:
         return value[:JOURNAL_STRING_LIMIT] + f"...<{len(value)} characters>"
     if isinstance(value, float) and not math.isfinite(value):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from starlette.responses import Response
 from wanmock.mockserver import timing
 from wanmock.mockserver.errors import ApiError
-from wanmock.mockserver.http import shorten
 from wanmock.mockserver.pipeline import Pipeline, RequestContext
 from wanmock.mockserver.profiles import Ask
 from wanmock.mockserver.state import AppState
@@ -49,7 +48,7 @@ class TaskOperations:
         assert rc.match is not None
         if rc.match.endpoint.answered_by == "profile":  # account and upload endpoints
             key_valid = rc.token is not None and self.state.config.key_accepted(rc.token)
-            ask = Ask(name or "", rc.request.query_params, key_valid, rc.ctx)
+            ask = Ask(name or "", rc.query_params, key_valid, rc.ctx)
             rc.reply(*self.profile.serve(ask))
         elif name == "poll":
             await self.poll(rc)
@@ -88,7 +87,7 @@ class TaskOperations:
             retention_seconds=profile.retention_seconds,
             test_id=rc.test_id,
             owner=rc.owner,
-            request=shorten(body),
+            request=rc.journal_body,
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
@@ -128,4 +127,4 @@ class TaskOperations:
 
     async def list_tasks(self, rc: RequestContext) -> None:
         tasks = await self.state.io.run(self.state.store.tasks, self.name, rc.test_id)
-        rc.reply(*self.profile.task_list(tasks, rc.request.query_params, rc.ctx))
+        rc.reply(*self.profile.task_list(tasks, rc.query_params, rc.ctx))

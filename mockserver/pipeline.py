@@ -14,24 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.mockserver.http import (
     TEST_HEADER,
     ConnectionDropped,
     DroppedResponse,
+    base_url,
     bearer_token,
-    decode_json,
+    dumps,
     fingerprint,
+    header_map,
     json_refusal,
+    loads,
     read_body,
     scrubbed_headers,
     shorten,
+    url_path,
+    url_query,
 )
 from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
@@ -46,9 +54,14 @@ log = logging.getLogger("wanmock")
 
 @dataclass
 class RequestContext:
-    """One request on its way through the pipeline: what the stages learnt and the answer."""
+    """One request on its way through the pipeline: what the stages learnt and the answer.
 
-    request: Request
+    Read from the ASGI scope directly (headers once into a dict, the path and query as the
+    server gave them); a Starlette ``request`` is built only if a stage asks for one."""
+
+    asgi: Scope
+    receive: Receive
+    request_headers: dict[str, str]  # by lower-case name
     prefix: str  # where the provider is mounted ("" or "/dashscope")
     path: str  # the path below the prefix, which the provider's router matches
     now: float
@@ -75,7 +88,29 @@ class RequestContext:
 
     @property
     def method(self) -> str:
-        return self.request.method
+        method: str = self.asgi["method"]
+        return method
+
+    @functools.cached_property
+    def request(self) -> Request:
+        return Request(self.asgi, self.receive)
+
+    @functools.cached_property
+    def query_params(self) -> QueryParams:
+        return QueryParams(self.asgi.get("query_string", b""))
+
+    @functools.cached_property
+    def url_path(self) -> str:
+        return url_path(self.asgi)
+
+    @functools.cached_property
+    def journal_body(self) -> Any:
+        """The request body as the journal and a task dump keep it (shortened once)."""
+        if self.body is not None:
+            return shorten(self.body)
+        if self.raw:
+            return shorten(self.raw.decode("utf-8", "replace"))
+        return None
 
     def reply(self, status: int, answer: Any, headers: dict[str, str] | None = None) -> None:
         self.status, self.answer, self.headers = status, answer, headers or {}
@@ -103,19 +138,21 @@ class Pipeline:
         self.operation = operation
         self.journaled = journal
 
-    def begin(self, request: Request, prefix: str, path: str, now: float) -> RequestContext:
-        base = str(request.base_url).rstrip("/")
+    def begin(self, scope: Scope, receive: Receive, prefix: str, path: str, now: float) -> RequestContext:
+        headers = header_map(scope["headers"])
+        base = base_url(scope, headers.get("host"))
         retention = self.profile.retention_seconds
         links = self.state.links
 
         def result_url(task: Task) -> str:
             return links.url(base, task, task.created_at + retention)
 
-        ctx = Context(now, base, prefix, request.url.path, self.state.request_id(), result_url)
-        return RequestContext(request, prefix, path, now, request.headers.get(TEST_HEADER), ctx)
+        rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
+        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id(), result_url)
+        return rc
 
-    async def handle(self, request: Request, prefix: str, path: str) -> Response:
-        rc = self.begin(request, prefix, path, await self.state.anow())
+    async def handle(self, scope: Scope, receive: Receive, send: Send, prefix: str, path: str) -> None:
+        rc = self.begin(scope, receive, prefix, path, await self.state.anow())
         try:
             try:
                 self.route(rc)
@@ -130,13 +167,14 @@ class Pipeline:
             self.refuse(rc, error)
         except ConnectionDropped:
             await self.journal(rc, dropped=True)
-            return DroppedResponse()
+            await DroppedResponse()(scope, receive, send)
+            return
         except Exception:  # a bug must still answer in the provider's shape, never a bare 500
-            log.exception("wanmock: internal error answering %s %s", request.method, request.url.path)
+            log.exception("wanmock: internal error answering %s %s", rc.method, rc.url_path)
             rc.reply(*self.profile.error_answer(ApiError("server_error", "wanmock internal error"), rc.ctx))
         self.drift(rc)
         await self.journal(rc)
-        return self.respond(rc)
+        await self.respond(rc, send)
 
     # -- the stages, in order -------------------------------------------------------------
 
@@ -150,7 +188,7 @@ class Pipeline:
         rc.match = found
 
     def authenticate(self, rc: RequestContext) -> None:
-        token = rc.token = bearer_token(rc.request)
+        token = rc.token = bearer_token(rc.request_headers)
         any_key = rc.match is not None and rc.match.endpoint.auth == "any-key"  # a key check answers itself
         if not token or not (any_key or self.profile.config.key_accepted(token)):
             raise ApiError("unauthorized", "missing Authorization header" if token is None else "invalid API key")
@@ -161,10 +199,10 @@ class Pipeline:
         with the reason, for the operations that need JSON to refuse it."""
         if rc.method != "POST":
             return
-        rc.raw = await read_body(rc.request, self.profile.config.max_body_bytes)
+        rc.raw = await read_body(rc.receive, rc.request_headers, self.profile.config.max_body_bytes)
         if rc.raw:
             try:
-                rc.body = decode_json(rc.raw)
+                rc.body = loads(rc.raw)
             except (ValueError, RecursionError) as exc:
                 rc.body_error = json_refusal(exc)
 
@@ -176,7 +214,7 @@ class Pipeline:
             return
         for param, placeholder in rc.match.endpoint.query.items():
             if placeholder == "{task_id}":
-                value = rc.request.query_params.get(param)
+                value = rc.query_params.get(param)
                 if not value:
                     raise ApiError("invalid_request", f"the query parameter '{param}' is required")
                 rc.task_id = value
@@ -244,42 +282,41 @@ class Pipeline:
         task was written is a success even if its journal entry is lost; the failure is logged)."""
         if not self.journaled:
             return
-        request = rc.request
-        if rc.body is not None:
-            request_body = shorten(rc.body)
-        elif rc.raw:
-            request_body = shorten(rc.raw.decode("utf-8", "replace"))
-        else:
-            request_body = None
         entry = JournalEntry(
             seq=0,  # numbered by the store as it appends (one round trip)
             at=rc.now,
             provider=self.name,
-            method=request.method,
-            path=request.url.path,
-            query=request.url.query,
+            method=rc.method,
+            path=rc.url_path,
+            query=url_query(rc.asgi),
             status=0 if dropped else rc.status,
             test_id=rc.test_id,
             task_id=rc.task_id,
             endpoint=rc.endpoint,
-            request_body=request_body,
+            request_body=rc.journal_body,
             response_body=None if dropped else shorten(rc.answer),
-            request_headers=scrubbed_headers(request),
+            request_headers=scrubbed_headers(rc.asgi["headers"]),
             warnings=list(rc.warnings),
         )
         with contextlib.suppress(StoreUnavailable):
             await self.state.io.append(entry)
 
-    def respond(self, rc: RequestContext) -> Response:
+    async def respond(self, rc: RequestContext, send: Send) -> None:
+        """Send the answer: a ready response as it is; else JSON (no body for HEAD), headed as
+        Starlette's JSONResponse heads it."""
         if rc.response is not None:
-            return rc.response
-        if rc.method == "HEAD":
-            response = Response(status_code=rc.status, headers=rc.headers, media_type="application/json")
-        else:
-            response = JSONResponse(rc.answer, status_code=rc.status, headers=rc.headers)
-        for text in rc.warnings:
-            response.headers.append(WARNING_HEADER, header_text(text))
-        return response
+            await rc.response(rc.asgi, rc.receive, send)
+            return
+        body = b"" if rc.method == "HEAD" else dumps(rc.answer)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rc.headers.items()]
+        names = {k for k, _ in raw}
+        if b"content-length" not in names and not (rc.status < 200 or rc.status in (204, 304)):
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        if b"content-type" not in names:
+            raw.append((b"content-type", b"application/json"))
+        raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
+        await send({"type": "http.response.start", "status": rc.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
     # -- shared by the operations ---------------------------------------------------------
 
@@ -287,12 +324,12 @@ class Pipeline:
         """The submit body as a JSON object, after the endpoint's required headers and content
         type; refused as the provider would refuse it otherwise."""
         assert rc.match is not None
-        request = rc.request
+        headers = rc.request_headers
         for header, value in rc.match.endpoint.headers.items():
-            if request.headers.get(header, "").strip().lower() != value.lower():
+            if headers.get(header.lower(), "").strip().lower() != value.lower():
                 raise ApiError("missing_async_header", f"the header {header}: {value} is required")
         expected = rc.match.endpoint.content_type or "application/json"
-        content_type = request.headers.get("content-type", "")
+        content_type = headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != expected:
             raise ApiError("unsupported_media_type", f"Content-Type must be {expected}, got {content_type or 'none'}")
         if not rc.raw:

@@ -41,7 +41,7 @@ from wanmock.mockserver import admin
 from wanmock.mockserver.cassette import REDACTED, Cassette
 from wanmock.mockserver.clock import Clock
 from wanmock.mockserver.config import ServerConfig
-from wanmock.mockserver.dispatch import Dispatcher
+from wanmock.mockserver.dispatch import Dispatcher, ProviderFirstRouter
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.files import NO_SUCH_KEY, send_video, signature_refused, storage_refusal, storage_request_id
 from wanmock.mockserver.media import MediaCache, VideoSpec
@@ -294,8 +294,8 @@ def create_replay_app(cassette_dir: Path, clock: Clock, *, media_dir: Path | Non
         yield
         state.media.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.router.default = dispatcher  # a path "{path:path}" misses (a %0A in it) still gets the provider's shape
+    app = Starlette(lifespan=lifespan)
+    app.router = ProviderFirstRouter(dispatcher, routes, lifespan)  # every other path: the provider's
     app.state.wanmock = state
     app.state.replay = replay
     return app

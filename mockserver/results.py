@@ -18,6 +18,7 @@ from wanmock.schemas import catalog
 
 FILES_PREFIX = "/__files"
 UPLOADS_PREFIX = "/__uploads"  # the upload host of the DashScope SDK's local files (uploads.py)
+URL_CACHE_SIZE = 4096  # signed links kept (a poll of a recent task signs nothing)
 
 
 @functools.cache
@@ -40,15 +41,24 @@ class LinkCheck:
 class ResultLinks:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._urls: dict[tuple[str, str, str, int], str] = {}
 
     def _sign(self, provider: str, task_id: str, expires: int) -> str:
         message = f"{provider}/{task_id}/{expires}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
     def url(self, base_url: str, task: Task, expires_at: float) -> str:
+        """The signed link (the same for every poll of a task: built once, kept a while)."""
         expires = int(expires_at)
-        query = urlencode({"Expires": expires, "Signature": self._sign(task.provider, task.id, expires)})
-        return f"{base_url}{FILES_PREFIX}/{task.provider}/{task.id}.mp4?{query}"
+        key = (base_url, task.provider, task.id, expires)
+        found = self._urls.get(key)
+        if found is None:
+            query = urlencode({"Expires": expires, "Signature": self._sign(task.provider, task.id, expires)})
+            found = f"{base_url}{FILES_PREFIX}/{task.provider}/{task.id}.mp4?{query}"
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[key] = found
+        return found
 
     def check(self, provider: str, task_id: str, expires: str | None, signature: str | None, now: float) -> LinkCheck:
         if not expires or not signature or not expires.isdigit():

@@ -62,4 +62,9 @@ class AppState:
         return clock.now()
 
     def request_id(self) -> str:
-        return Profile.new_task_id(self.served[next(iter(self.served))].profile, self.rng)
+        """A random version-4 UUID from the server's generator (what ``Profile.new_task_id``
+        draws, formatted without building a ``uuid.UUID``)."""
+        bits = self.rng.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
+        bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

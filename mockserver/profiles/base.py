@@ -56,6 +56,7 @@ class Profile:
         self.options = config.options
         self.provider = catalog().provider(self.name)
         self.errors_doc = self.provider.documents["error.json"]
+        self._defaults: dict[tuple[str, str], Any] = {}
 
     # -- catalog facts --------------------------------------------------------------------
 
@@ -77,8 +78,12 @@ class Profile:
         return float(documented) if documented else self.options.default_retention_seconds
 
     def default(self, model: Model, pointer: str) -> Any:
-        """The documented ``default`` of the request field at ``pointer`` (None if none)."""
-        return self.provider.field_schema(model.schema_file, pointer).get("default")
+        """The documented ``default`` of the request field at ``pointer`` (None if none); the
+        schema is walked once per model and field, not per request."""
+        key = (model.schema_file, pointer)
+        if key not in self._defaults:
+            self._defaults[key] = self.provider.field_schema(model.schema_file, pointer).get("default")
+        return self._defaults[key]
 
     def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
         """The request's value at ``pointer``, or the schema's default for it."""

@@ -26,6 +26,7 @@ def add_parser(subparsers: Any) -> None:
   wanmock contract --provider modellix --live --max-paid-tasks 1  needs MODELLIX_API_KEY
   wanmock contract --provider aimlapi --hypothesis-dir .cache/hypothesis
   wanmock contract --provider dashscope --target http://127.0.0.1:8000 --admin-token T
+  wanmock contract --provider dashscope --strict                  warnings fail the run too
 
 --target takes a `wanmock serve --clock manual` origin or a provider base URL its banner prints.
 Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 internal error, 130 Ctrl-C
@@ -47,6 +48,11 @@ Exit codes: 0 all checks passed, 1 a check failed, 2 usage error, 3 internal err
     parser.add_argument("--live", action="store_true", help="probe the live provider (key from the environment)")
     parser.add_argument(
         "--max-paid-tasks", type=int, default=0, help="live: at most this many billable submissions (default 0)"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on warning-level findings too (e.g. the client sends fields the provider accepts undocumented)",
     )
     parser.add_argument("--report", type=Path, help="write a JSON report here")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
@@ -88,7 +94,7 @@ def _run_contract(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     providers = sorted(catalog().providers) if args.provider == "all" else [args.provider]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     label = "live" if args.live else (args.target or "in-process")
-    report = Report(target=label, seed=seed)
+    report = Report(target=label, seed=seed, strict=args.strict)
     if use_admin_token(args):
         report.secrets.append(args.admin_token)
     try:

@@ -31,6 +31,7 @@ from wanmock.mockserver.routing import Router
 from wanmock.mockserver.scrub import Fingerprint
 from wanmock.mockserver.state import AppState, Served
 from wanmock.mockserver.store import MemoryStore, TaskStore
+from wanmock.mockserver.uploads import UPLOADS_PREFIX, upload
 
 
 def create_app(config: ServerConfig | None = None, store: TaskStore | None = None) -> Starlette:
@@ -61,6 +62,7 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
     routes = [
         *admin_routes(),
         Route(FILES_PREFIX + "/{provider}/{name}", download, methods=["GET", "HEAD"]),
+        Route(UPLOADS_PREFIX + "/{provider}", upload, methods=["POST"]),
         Route("/{path:path}", dispatcher),
     ]
 

@@ -36,9 +36,17 @@ class Options:
     aimlapi_status_code_as_string: bool = True
     # HTTP status for an unknown or expired AI/ML API generation_id (not documented).
     aimlapi_unknown_status: int = 404
-    # Status and code DashScope answers when X-DashScope-Async is missing (not documented).
-    dashscope_sync_status: int = 400
-    dashscope_sync_code: str = "InvalidParameter"
+    # Status and code DashScope answers when X-DashScope-Async is missing; None: error.json's
+    # (403 AccessDenied, a live probe: shared/providers.md 7.1).
+    dashscope_sync_status: int | None = None
+    dashscope_sync_code: str | None = None
+    # A wan2.7-i2v body without input.media: "refuse" answers 400 at submit (DashScope's page says
+    # media is required); "fail_task" accepts it and the task fails (a live probe): x-conflicts.
+    i2v_missing_media: str = "refuse"
+    # APIYI's video-edit reference_image count: "1-5" (APIYI's page) or "0-4" (upstream): x-conflicts.
+    apiyi_reference_images: str = "1-5"
+    # Modellix team balance answered by GET /api/v1/team/balance (data.balance).
+    modellix_balance: float = 100.0
     # Modellix task ids readable only with the key that created them (third-party source only).
     modellix_tasks_per_key: bool = False
     # How long a task stays queryable where the provider does not say (AI/ML API).
@@ -47,8 +55,23 @@ class Options:
     retention_seconds: dict[str, float] = field(default_factory=dict)
     # Length of the output of a video edit with duration 0 (the input's length is unknown).
     videoedit_source_seconds: float = 5.0
+    # Refuse what a provider accepts although its pages do not document it (schemas'
+    # x-accepted-undocumented): by default the mock accepts it, as the provider does, and warns.
+    refuse_undocumented: bool = False
     # Ratio of an image-to-video output (it follows the input image, which the mock cannot see).
     i2v_ratio: str = "16:9"
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"option {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+
+
+CHOICES = {
+    "apiyi_error_shape": ("gateway", "upstream"),
+    "i2v_missing_media": ("refuse", "fail_task"),
+    "apiyi_reference_images": ("1-5", "0-4"),
+}
 
 
 @dataclass

@@ -14,10 +14,10 @@ from starlette.types import Lifespan, Receive, Scope, Send
 from wanmock.mockserver.files import is_files_path, no_such_file
 from wanmock.mockserver.http import url_path
 from wanmock.mockserver.pipeline import Pipeline
-from wanmock.mockserver.results import FILES_PREFIX
+from wanmock.mockserver.results import FILES_PREFIX, UPLOADS_PREFIX
 from wanmock.mockserver.state import AppState
 
-CONTROL_PREFIXES = ("/__admin", FILES_PREFIX)  # what the app's routes answer; all else is a provider's
+CONTROL_PREFIXES = ("/__admin", FILES_PREFIX, UPLOADS_PREFIX)  # what the app's routes answer; all else is a provider's
 
 
 class Dispatcher:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from wanmock.mockserver import timing
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.pipeline import Pipeline, RequestContext
+from wanmock.mockserver.profiles import Ask
 from wanmock.mockserver.scrub import Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.tasks import Task
@@ -45,7 +46,12 @@ class TaskOperations:
             await self.submit(rc)
             return
         self.state.limiter.check(self.name, rc.owner, rc.now)
-        if name == "poll":
+        assert rc.match is not None
+        if rc.match.endpoint.answered_by == "profile":  # account and upload endpoints
+            key_valid = rc.token is not None and self.state.config.key_accepted(rc.token)
+            ask = Ask(name or "", rc.query_params, key_valid, rc.ctx)
+            rc.reply(*self.profile.serve(ask))
+        elif name == "poll":
             await self.poll(rc)
         elif name == "cancel":
             await self.cancel(rc)
@@ -66,7 +72,7 @@ class TaskOperations:
         state.limiter.check(self.name, rc.owner, rc.now, unfinished)
         body = self.pipeline.json_object(rc)
         model = profile.model_for(rc.match.params, body)
-        profile.validate(model, body)
+        rc.warnings = profile.validate(model, body)
         params = profile.video_params(model, body)
         queue, run = timing.plan(state.config.timing, profile.provider, model.kind, params, state.rng)
         requested_id = rc.match.params.get("model") or body.get("model") or model.id
@@ -88,6 +94,9 @@ class TaskOperations:
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
         for rule in await io.run(state.faults.take, scope, ("fail",)) if rc.rules_set else ():
             task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
+        failure = profile.failure_at_submit(model, body)  # accepted now, refused by the task later
+        if failure is not None:
+            task.final_state, (task.error_code, task.error_message) = "failed", failure
         await io.run(state.store.add, task)
         rc.task_id = task.id
         rc.reply(200, profile.submit_body(task, rc.ctx))
@@ -118,33 +127,7 @@ class TaskOperations:
         rc.reply(200, {"request_id": rc.ctx.request_id})
 
     async def list_tasks(self, rc: RequestContext) -> None:
-        query = rc.query_params
-        try:
-            page_no = int(query.get("page_no", "1"))
-            page_size = int(query.get("page_size", "10"))
-        except ValueError as exc:
-            raise ApiError("invalid_request", "page_no and page_size must be integers") from exc
-        if page_no < 1 or not 1 <= page_size <= 100:
-            raise ApiError("invalid_request", "page_no must be >= 1 and page_size from 1 to 100")
-        rows = []
-        for task in reversed(await self.state.io.run(self.state.store.tasks, self.name, rc.test_id)):
-            current = task.state_at(rc.now)
-            if current == "expired" or (self.per_key and task.owner != rc.owner):
-                continue
-            word = self.profile.word(current)
-            if query.get("status") and query["status"] != word:
-                continue
-            if query.get("model_name") and query["model_name"] != task.model_id:
-                continue
-            rows.append({"task_id": task.id, "task_status": word, "model_name": task.model_id})
-        page = rows[(page_no - 1) * page_size : page_no * page_size]
-        rc.reply(
-            200,
-            {
-                "request_id": rc.ctx.request_id,
-                "data": page,
-                "total": len(rows),
-                "page_no": page_no,
-                "page_size": page_size,
-            },
-        )
+        tasks = await self.state.io.run(self.state.store.tasks, self.name, rc.test_id)
+        if self.per_key:  # another account's tasks are not listed
+            tasks = [t for t in tasks if t.owner == rc.owner]
+        rc.reply(*self.profile.task_list(tasks, rc.query_params, rc.ctx))

@@ -47,6 +47,7 @@ from wanmock.mockserver.state import AppState
 from wanmock.mockserver.store import JournalEntry
 from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import Task
+from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
 
 log = logging.getLogger("wanmock")
 
@@ -79,6 +80,7 @@ class RequestContext:
     answer: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     response: Response | None = None  # a ready response (a recorded answer, a dropped connection)
+    warnings: list[str] = field(default_factory=list)  # accepted-but-undocumented input, told back
 
     @property
     def endpoint(self) -> str | None:
@@ -192,7 +194,8 @@ class Pipeline:
 
     def authenticate(self, rc: RequestContext) -> None:
         token = rc.token = bearer_token(rc.request_headers)
-        if not token or not self.profile.config.key_accepted(token):
+        any_key = rc.match is not None and rc.match.endpoint.auth == "any-key"  # a key check answers itself
+        if not token or not (any_key or self.profile.config.key_accepted(token)):
             raise ApiError("unauthorized", "missing Authorization header" if token is None else "invalid API key")
         rc.owner = self.state.owner_of(token)
 
@@ -300,6 +303,7 @@ class Pipeline:
             request_body=clean.value(rc.journal_body),
             response_body=None if dropped else clean.value(bounded(rc.answer)),
             request_headers=clean.headers(bounded_headers(rc.request_headers.items())),
+            warnings=list(rc.warnings),
         )
         with contextlib.suppress(StoreUnavailable):
             await self.state.io.append(entry)
@@ -317,6 +321,7 @@ class Pipeline:
             raw.append((b"content-length", str(len(body)).encode("latin-1")))
         if b"content-type" not in names:
             raw.append((b"content-type", b"application/json"))
+        raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
         await send({"type": "http.response.start", "status": rc.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 

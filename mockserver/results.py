@@ -17,6 +17,7 @@ from wanmock.mockserver.tasks import Task
 from wanmock.schemas import catalog
 
 FILES_PREFIX = "/__files"
+UPLOADS_PREFIX = "/__uploads"  # the upload host of the DashScope SDK's local files (uploads.py)
 URL_CACHE_SIZE = 4096  # signed links kept (a poll of a recent task signs nothing)
 
 

@@ -61,6 +61,8 @@ class JournalEntry:
     request_body: Any = None
     response_body: Any = None
     request_headers: dict[str, str] = field(default_factory=dict)
+    # Accepted-but-undocumented findings (also sent as X-Wanmock-Warning headers).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class JournalEntry:
             "request_headers": self.request_headers,
             "request_body": self.request_body,
             "response_body": self.response_body,
+            "warnings": list(self.warnings),
         }
 
     @classmethod

@@ -20,6 +20,7 @@ from wanmock.schemas.catalog import (
     catalog,
     resolve_pointer,
 )
+from wanmock.schemas.leniency import Finding, Verdict
 from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
 __all__ = [
@@ -30,11 +31,13 @@ __all__ = [
     "Catalog",
     "CompiledSchema",
     "Endpoint",
+    "Finding",
     "Issue",
     "Model",
     "Provider",
     "SchemaNotFound",
     "State",
+    "Verdict",
     "catalog",
     "json_path",
     "resolve_pointer",

@@ -19,6 +19,7 @@ from typing import Any
 
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from wanmock.schemas.leniency import Verdict, sort_issues
 from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
 ROOT = Path(__file__).resolve().parent
@@ -58,6 +59,8 @@ class Endpoint:
     query: Mapping[str, str]
     content_type: str | None
     responses: Mapping[str, str]
+    auth: str = "required"  # "any-key": any Bearer token reaches it (a key check answers about the key)
+    answered_by: str = "tasks"  # "profile": an account or upload endpoint, not a task operation
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class Provider:
                 query=dict(spec.get("query", {})),
                 content_type=spec.get("content_type"),
                 responses=dict(spec["responses"]),
+                auth=spec.get("auth", "required"),
+                answered_by=spec.get("answered_by", "tasks"),
             )
             for name, spec in m["endpoints"].items()
         }
@@ -264,20 +269,60 @@ class Catalog:
             if state is None:
                 raise SchemaNotFound(f"the poll-response of {provider} needs a state (or use validate())")
             return p.state(state).schema_file
-        if message in ("submit-response", "error"):
-            return f"{message}.json"
+        if message in ("submit-response", "error") or f"{message}.json" in p.documents:
+            return f"{message}.json"  # also an endpoint's own answer (list-response, cancel-response...)
         raise SchemaNotFound(f"unknown message {message!r}; known: {', '.join(MESSAGES)}")
 
-    def load(self, provider: str, message: str, kind: str | None = None, state: str | None = None) -> CompiledSchema:
-        """The compiled schema for (provider, message, kind, state), compiled on first use."""
+    def load(
+        self,
+        provider: str,
+        message: str,
+        kind: str | None = None,
+        state: str | None = None,
+        variant: str | None = None,
+    ) -> CompiledSchema:
+        """The compiled schema for (provider, message, kind, state), compiled on first use.
+        ``variant`` (``"option=value"``) picks the other reading of an ``x-conflicts`` entry."""
         file = self.schema_file(provider, message, kind, state)
         uri = f"{BASE_URI}{provider}/{file}"
-        compiled = self._compiled.get(uri)
+        key = f"{uri}#{variant}" if variant else uri
+        compiled = self._compiled.get(key)
         if compiled is None:
             contents = self.providers[provider].documents[file]
-            compiled = CompiledSchema(uri, contents, self.registry, self._resources)
-            self._compiled[uri] = compiled
+            if variant:
+                compiled = self._variant(uri, contents, variant)
+            else:
+                compiled = CompiledSchema(uri, contents, self.registry, self._resources)
+            self._compiled[key] = compiled
         return compiled
+
+    def _variant(self, uri: str, contents: Mapping[str, Any], variant: str) -> CompiledSchema:
+        """A copy of ``contents`` with the ``x-conflicts`` replacement of ``variant`` applied, under
+        its own ``$id`` (so that its local refs resolve to the replaced nodes)."""
+        option, _, value = variant.partition("=")
+        for conflict in contents.get("x-conflicts", []):
+            if conflict.get("option") == option and value in conflict.get("variants", {}):
+                changed: dict[str, Any] = json.loads(json.dumps(contents))
+                for pointer, node in conflict["variants"][value].items():
+                    *parents, last = pointer.lstrip("/").split("/")
+                    resolve_pointer(changed, "/" + "/".join(parents))[last] = node
+                variant_uri = f"{uri}?{variant}"
+                changed["$id"] = variant_uri
+                registry = self.registry.with_resource(
+                    variant_uri, Resource.from_contents(changed, default_specification=DRAFT202012)
+                )
+                return CompiledSchema(variant_uri, changed, registry, [*self._resources, (variant_uri, changed)])
+        raise SchemaNotFound(f"{uri} has no variant {variant!r} (x-conflicts with option and variants)")
+
+    def variants(self, provider: str, file: str, options: Any) -> str | None:
+        """The variant of ``file`` the server ``options`` ask for: an ``x-conflicts`` entry whose
+        ``option`` attribute is set to one of its ``variants`` (one at a time)."""
+        for conflict in self.providers[provider].documents[file].get("x-conflicts", []):
+            option = conflict.get("option")
+            value = getattr(options, option, None) if option else None
+            if isinstance(value, str) and value in conflict.get("variants", {}):
+                return f"{option}={value}"
+        return None
 
     def validate(
         self,
@@ -286,26 +331,45 @@ class Catalog:
         instance: Any,
         kind: str | None = None,
         state: str | None = None,
+        *,
+        strict: bool = False,
     ) -> list[Issue]:
-        """Every issue of ``instance`` as ``message`` of ``provider``; empty when valid.
+        """Every issue of ``instance`` as ``message`` of ``provider`` that the provider refuses;
+        empty when it accepts the instance. ``strict``: also what it accepts although its pages do
+        not document it (see :meth:`check` and ``x-accepted-undocumented``).
 
         A poll-response without an explicit state is checked against the schema of the state
         its own status word names; an unknown word is itself the issue.
         """
+        verdict = self.check(provider, message, instance, kind, state)
+        return verdict.all_issues if strict else verdict.errors
+
+    def check(
+        self,
+        provider: str,
+        message: str,
+        instance: Any,
+        kind: str | None = None,
+        state: str | None = None,
+        variant: str | None = None,
+    ) -> Verdict:
+        """The issues of ``instance`` split into errors (the provider refuses them) and warnings
+        (it accepts them, undocumented: the schema's ``x-accepted-undocumented`` rules)."""
         if message == "poll-response" and state is None:
             p = self.provider(provider)
             pointer = p.task_fields["status_in_poll"]
             try:
                 word = resolve_pointer(instance, pointer)
             except (KeyError, IndexError, ValueError, TypeError):
-                return [Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")]
+                return Verdict([Issue(json_path(pointer.lstrip("/").split("/")), "is required", "required", "")])
             found = p.state_for_word(word) if isinstance(word, str) else None
             if found is None:
                 words = ", ".join(json.dumps(s.word) for s in p.states.values())
                 where = json_path(pointer.lstrip("/").split("/"))
-                return [Issue(where, f"{json.dumps(word)} is not one of {words}", "enum", "")]
+                return Verdict([Issue(where, f"{json.dumps(word)} is not one of {words}", "enum", "")])
             state = found.canonical
-        return self.load(provider, message, kind, state).issues(instance)
+        compiled = self.load(provider, message, kind, state, variant)
+        return sort_issues(compiled.contents, instance, compiled.issues(instance))
 
     def messages(self, provider: str) -> list[tuple[str, str | None, str | None, str]]:
         """(message, kind, state, file) for every message of ``provider``."""

@@ -35,11 +35,13 @@ def add_parser(subparsers: Any) -> None:
     validate = actions.add_parser(
         "validate",
         help="validate a JSON document (FILE, or - for stdin) against a captured schema",
-        description="Exit 0 when the document is valid, 1 when it is not (each error printed "
+        description="Exit 0 when the provider accepts the document (what it accepts although its "
+        "pages do not document it is printed as a warning), 1 when it does not (each error printed "
         "with its JSON path), 2 on a usage error.",
         epilog="""examples:
   wanmock schemas validate --provider aimlapi --operation submit --model t2v body.json
   wanmock schemas validate --provider dashscope --operation poll-response --state succeeded answer.json
+  wanmock schemas validate --provider dashscope --operation submit --model t2v --strict body.json
   cat answer.json | wanmock schemas validate --provider apiyi --operation poll-response -
 """,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,6 +56,12 @@ def add_parser(subparsers: Any) -> None:
         "--state",
         help="poll-response state: canonical (queued, running, succeeded, ...) or the "
         "provider's own word; default: the status word in the document",
+    )
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="also refuse what the provider accepts although its pages do not document it "
+        "(by default such findings are printed as warnings and the exit code stays 0)",
     )
     validate.add_argument("file", metavar="FILE", help="the JSON document, or - for standard input")
     validate.set_defaults(handler=_validate)
@@ -187,7 +195,8 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_USAGE
     cat = catalog()
     try:
-        issues = cat.validate(args.provider, args.operation, document, kind=args.model, state=args.state)
+        verdict = cat.check(args.provider, args.operation, document, kind=args.model, state=args.state)
+        issues = verdict.all_issues if args.strict else verdict.errors
         title = (
             cat.document(
                 args.provider,
@@ -205,7 +214,10 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for issue in issues:
             out.write(f"  {issue.path}: {issue.message}\n")
         return EXIT_INVALID
-    out.write(f"valid{against}\n")
+    noted = f" with {len(verdict.warnings)} warning(s)" if verdict.warnings else ""
+    out.write(f"valid{against}{noted}\n")
+    for finding in verdict.warnings:
+        out.write(f"  warning: {finding.warning}\n")
     return EXIT_VALID
 
 

@@ -221,6 +221,20 @@ def _security_scheme(provider: Provider) -> tuple[str, dict[str, Any]]:
     return "apiKeyAuth", {"type": "apiKey", "in": "header", "name": auth["header"]}
 
 
+def _servers(provider: Provider) -> list[dict[str, Any]]:
+    """The manifest's regional hosts (``regions``), else its base URL; a ``{WorkspaceId}`` in a
+    host becomes a server variable."""
+    regions = provider.manifest.get("regions") or [{"name": provider.title, "url": provider.base_url}]
+    servers = []
+    for region in regions:
+        server: dict[str, Any] = {"url": region["url"], "description": region["name"]}
+        names = PLACEHOLDER.findall(region["url"])
+        if names:
+            server["variables"] = {name: {"default": name, "description": f"Your {name}."} for name in names}
+        servers.append(server)
+    return servers
+
+
 def openapi_document(provider: str, cat: Catalog | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 description of ``provider``'s Wan 2.7 API, from its captured contract."""
     p = (cat or catalog()).provider(provider)
@@ -266,7 +280,7 @@ def openapi_document(provider: str, cat: Catalog | None = None) -> dict[str, Any
             "description": f"The {provider} Wan 2.7 video API as captured by wanmock from the provider's "
             "documentation (schemas/" + provider + "/). info.version is the capture date.",
         },
-        "servers": [{"url": p.base_url}],
+        "servers": _servers(p),
         "security": [{security_name: []}],
         "tags": [{"name": name} for name in p.endpoints],
         "paths": paths,

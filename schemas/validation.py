@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema.exceptions
+import jsonschema.validators
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry
@@ -69,7 +70,7 @@ def _issues_from(error: jsonschema.exceptions.ValidationError) -> list[Issue]:
     if custom is None and keyword in ("minContains", "maxContains"):
         custom = custom_messages.get("contains")
     if custom:
-        return [Issue(json_path(where), custom, keyword, schema_path)]
+        return [Issue(json_path(where), custom.replace("{go_value}", _go_value(error.instance)), keyword, schema_path)]
     if keyword == "required" and isinstance(error.instance, Mapping):
         missing = [name for name in expected if name not in error.instance]
         return [Issue(json_path([*where, name]), f"'{name}' is required", keyword, schema_path) for name in missing]
@@ -102,6 +103,43 @@ def _issues_from(error: jsonschema.exceptions.ValidationError) -> list[Issue]:
     return [Issue(json_path(where), error.message, keyword, schema_path)]
 
 
+def _go_value(value: Any) -> str:
+    """How Go's encoding/json names a JSON value it cannot decode: ``number 5.0``, ``string``."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return f"number {json.dumps(value)}"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "null"
+
+
+def _has_float(value: Any) -> bool:
+    stack = [value]  # no recursion: a body may nest deeper than Python's stack
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# A schema whose file says ``"x-integers": "go"`` decodes integers as Go's encoding/json does:
+# 5.0 is not an int (JSON Schema alone counts it as the integer 5).
+GoIntegerValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
+)
+
+
 class CompiledSchema:
     """One schema, compiled once, validating instances into a sorted list of issues."""
 
@@ -114,7 +152,9 @@ class CompiledSchema:
     ) -> None:
         self.uri = uri
         self.contents = contents
-        self.reference = Draft202012Validator(contents, registry=registry)
+        self.go_integers = contents.get("x-integers") == "go"
+        validator = GoIntegerValidator if self.go_integers else Draft202012Validator
+        self.reference = validator(contents, registry=registry)
         self.fast: Any = None
         if fast_resources is not None:
             self.fast = jsonschema_rs.validator_for(
@@ -126,7 +166,7 @@ class CompiledSchema:
         return str(self.contents.get("title", self.uri))
 
     def is_valid(self, instance: Any) -> bool:
-        if self.fast is not None:
+        if self.fast is not None and not (self.go_integers and _has_float(instance)):
             try:
                 return bool(self.fast.is_valid(instance))
             except (ValueError, TypeError, OverflowError, UnicodeError):

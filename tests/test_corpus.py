@@ -21,7 +21,11 @@ def _case(path: Path) -> dict[str, Any]:
 def test_corpus_case(path: Path) -> None:
     case = _case(path)
     provider = path.parent.name
-    issues = catalog().validate(provider, case["message"], case["instance"], kind=case["model"], state=case["state"])
+    verdict = catalog().check(provider, case["message"], case["instance"], kind=case["model"], state=case["state"])
+    issues = verdict.errors
+    warned = sorted(f.issue.path for f in verdict.warnings)
+    assert warned == sorted(case.get("warnings_at", [])), f"warnings {[str(f) for f in verdict.warnings]}"
+    assert all(f.warning and "{" not in f.warning for f in verdict.warnings)
     if case["valid"]:
         assert issues == [], f"{case['source']}: documented example rejected"
     else:

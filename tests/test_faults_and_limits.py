@@ -437,8 +437,9 @@ def test_the_fourth_request_in_a_minute_is_429_in_the_providers_shape(make_mock:
     elif provider == "aimlapi":
         assert body["message"] == "Too Many Requests"
         assert body["statusCode"] in (429, "429")
-    elif provider == "dashscope":
-        assert body["code"] == "Throttling"
+    elif provider == "dashscope":  # the documented code and text [D3]
+        assert body["code"] == "Throttling.RateQuota"
+        assert body["message"] == "Requests rate limit exceeded, please try again later."
     assert m.poll(provider, task_id).status_code == 429  # polls are limited too
     assert len(m.get("/__admin/tasks").json()["tasks"]) == 1
     m.advance(50)  # 60 s after the first request
@@ -484,8 +485,8 @@ def test_concurrency_limit_counts_unfinished_tasks_of_the_same_key(make_mock: An
     new_task(m, "dashscope")
     refused = submit(m, "dashscope")
     body = assert_error_envelope("dashscope", refused, 429)
-    assert body["code"] == "Throttling"
-    assert "concurrency" in body["message"]
+    assert body["code"] == "Throttling.RateQuota"  # DashScope's documented throttling answer [D3]
+    assert body["message"] == "Requests rate limit exceeded, please try again later."
     assert refused.headers["Retry-After"]
     other = submit(m, "dashscope", headers=OTHER_KEY)  # another key has its own budget
     assert other.status_code == 200, other.text

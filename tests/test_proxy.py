@@ -435,7 +435,7 @@ def test_enforce_forwards_what_the_contract_accepts(rig: Any) -> None:
 def test_observe_forwards_a_refused_body_and_reports_the_applications_mistake(rig: Any) -> None:
     r = rig("dashscope")
     answer = r.submit(invalid_body("dashscope"), headers={"X-DashScope-Async": "disable"})
-    assert answer.status_code == 400
+    assert answer.status_code == 403  # DashScope without X-DashScope-Async: AccessDenied (providers.md 7.1)
     assert "x-wanmock-proxy" not in answer.headers
     assert [e["endpoint"] for e in r.journal()] == ["submit"]
     kinds = {(f["kind"], f["path"]) for f in r.findings()["findings"] if f["direction"] == "request"}
@@ -554,7 +554,7 @@ def test_an_error_rule_answers_for_the_provider_with_retry_after(rig: Any) -> No
     refused = r.submit(example_body("dashscope", "t2v"))
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "7"
-    assert refused.json()["code"] == "Throttling"
+    assert refused.json()["code"] == "Throttling.RateQuota"  # DashScope's documented code [D3]
     assert r.journal() == []  # the provider never saw it
     assert r.submit(example_body("dashscope", "t2v")).status_code == 200  # count spent
     assert r.http.get("/__proxy/faults").json() == {"rules": []}

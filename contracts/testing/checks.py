@@ -102,8 +102,10 @@ class ContractFailure(AssertionError):
         actual: Any = None,
         path: str | None = None,
         exchange: Exchange | None = None,
+        severity: str = "error",
     ) -> None:
         self.check = check
+        self.severity = severity  # "error" fails the run; "warning" is reported (fails only with --strict)
         self.message = message
         self.case = case
         self.expected = expected
@@ -117,7 +119,8 @@ class ContractFailure(AssertionError):
         return self.exchange.curl() if self.exchange else None
 
     def render(self) -> str:
-        lines = [f"[{self.check}] {self.case.provider} {self.case.kind or ''}: {self.message}".rstrip()]
+        label = self.check if self.severity == "error" else f"{self.check}, {self.severity}"
+        lines = [f"[{label}] {self.case.provider} {self.case.kind or ''}: {self.message}".rstrip()]
         if self.path:
             lines.append(f"  where:    {self.path}")
         if self.expected is not None:
@@ -133,6 +136,7 @@ class ContractFailure(AssertionError):
     def to_dict(self) -> dict[str, Any]:
         return {
             "check": self.check,
+            "severity": self.severity,
             "provider": self.case.provider,
             "model": self.case.kind,
             "example": self.case.description,
@@ -216,6 +220,27 @@ def request_conformance(case: Case) -> None:
                 path=first.path,
                 actual=[str(i) for i in issues],
                 exchange=exchange,
+            )
+
+
+@check
+def client_sends_only_documented_fields(case: Case) -> None:
+    """A warning, not a failure: the client sent what the provider accepts although its pages do not
+    document it (an unknown parameter, a data URI where a URL is asked for). The provider answers
+    200, so the run passes, but the field is likely a mistake; ``--strict`` makes it fail."""
+    if case.kind is None:
+        return
+    for exchange in _submits(case):
+        findings = catalog().check(case.provider, "submit", exchange.request_body, kind=case.kind).warnings
+        if findings:
+            raise ContractFailure(
+                "client_sends_only_documented_fields",
+                f"the client sent {len(findings)} undocumented field(s) {case.provider} accepts: {findings[0].warning}",
+                case=case,
+                path=findings[0].issue.path,
+                actual=[f.warning for f in findings],
+                exchange=exchange,
+                severity="warning",
             )
 
 

@@ -132,7 +132,11 @@ class Report:
     seed: int
     results: list[Result] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    strict: bool = False  # warning-level findings fail the run too
     interrupted: bool = False  # Ctrl-C: the results are those finished before it
+
+    def counts(self, failure: ContractFailure) -> bool:
+        return self.strict or failure.severity == "error"
 
     def clean(self, value: Any) -> Any:
         from wanmock.mockserver.scrub import Scrubber
@@ -141,7 +145,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return not self.interrupted and all(not r.failures for r in self.results)
+        return not self.interrupted and not any(self.counts(f) for r in self.results for f in r.failures)
 
     def to_dict(self) -> dict[str, Any]:
         return self.clean(self._dict())  # type: ignore[no-any-return]
@@ -174,7 +178,7 @@ class Report:
         if self.interrupted:
             lines.append("  <!-- interrupted (Ctrl-C): the results finished before it -->")
         for r in self.results:
-            failed = {f.check for f in r.failures}
+            failed = {f.check for f in r.failures if self.counts(f)}
             lines.append(
                 f'  <testsuite name={quoteattr(f"wanmock.{r.provider}.{r.kind}")} tests="{len(CHECKS)}" '
                 f'failures="{len(failed)}" time="{r.seconds:.3f}">'
@@ -182,8 +186,10 @@ class Report:
             for name in CHECKS:
                 lines.append(f"    <testcase classname={quoteattr(f'{r.provider}.{r.kind}')} name={quoteattr(name)}>")
                 for failure in (f for f in r.failures if f.check == name):
+                    tag = "failure" if self.counts(failure) else "system-out"
                     message, text = self.clean([failure.message, failure.render()])
-                    lines.append(f"      <failure message={quoteattr(message)}>{_xml(text)}</failure>")
+                    attribute = f" message={quoteattr(message)}" if tag == "failure" else ""
+                    lines.append(f"      <{tag}{attribute}>{_xml(text)}</{tag}>")
                     break
                 lines.append("    </testcase>")
             lines.append("  </testsuite>")
@@ -602,14 +608,18 @@ def _cheapest(provider: str) -> int:
 
 def summary(report: Report, stream: TextIO = sys.stdout) -> None:
     for r in report.results:
-        mark = "PASS" if not r.failures else "FAIL"
+        counted = [f for f in r.failures if report.counts(f)]
+        mark = "FAIL" if counted else "WARN" if r.failures else "PASS"
         stream.write(
             f"{mark}  {r.provider:<10} {r.kind:<10} {r.examples:>5} examples {r.cases:>5} cases  {r.seconds:6.1f} s\n"
         )
         for failure in r.failures:
             stream.write("      " + report.clean(failure.render()).replace("\n", "\n      ") + "\n")
-    total = sum(len(r.failures) for r in report.results)
+    total = sum(1 for r in report.results for f in r.failures if report.counts(f))
+    warned = sum(len(r.failures) for r in report.results) - total
     verdict = "all checks passed" if report.passed else f"{total} check(s) failed"
+    if warned:
+        verdict += f", {warned} warning(s)"
     if report.interrupted:
         verdict = f"interrupted after {len(report.results)} result(s), {total} check(s) failed"
     stream.write(f"{verdict} (target {report.target}, seed {report.seed})\n")

@@ -476,8 +476,8 @@ def _mutations(draw: st.DrawFn, provider: str, kind: str, wanted: frozenset[str]
                 else:
                     node[site.path[-1]] = draw(site.value)
                 where = json_path(site.path)
-                if not compiled.is_valid(changed) and any(
-                    paths_related(i.path, where) for i in compiled.issues(changed)
+                if not compiled.is_valid(changed) and any(  # refused: not what the provider accepts undocumented
+                    paths_related(i.path, where) for i in catalog().validate(provider, "submit", changed, kind=kind)
                 ):
                     return Mutation(changed, mutation, where, site.description)
     reject()

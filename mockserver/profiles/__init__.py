@@ -6,7 +6,7 @@ from __future__ import annotations
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.profiles.aimlapi import AimlApi
 from wanmock.mockserver.profiles.apiyi import Apiyi
-from wanmock.mockserver.profiles.base import Answer, Context, Profile, describe
+from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile, describe
 from wanmock.mockserver.profiles.dashscope import DashScope
 from wanmock.mockserver.profiles.modellix import Modellix
 from wanmock.schemas import catalog
@@ -22,4 +22,4 @@ def profile_for(name: str, config: ServerConfig) -> Profile:
     return found(config)
 
 
-__all__ = ["PROFILES", "Answer", "Context", "Profile", "describe", "profile_for"]
+__all__ = ["PROFILES", "Answer", "Ask", "Context", "Profile", "describe", "profile_for"]

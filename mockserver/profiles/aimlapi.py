@@ -37,12 +37,19 @@ class AimlApi(Profile):
         )
 
     def submit_body(self, task: Task, ctx: Context) -> dict[str, Any]:
-        return {"id": task.id, "status": self.submit_word}
+        return {"id": task.id, "status": self.submit_word, "meta": {"usage": self.usage(task)}}
+
+    def usage(self, task: Task) -> dict[str, Any]:
+        """meta.usage: the price of the video at the rate of submit-response.json's ``x-usage``."""
+        rate = self.provider.documents["submit-response.json"]["x-usage"]
+        usd = round(task.params.duration * rate["usd_per_second"], 4)
+        return {"credits_used": round(usd * rate["credits_per_usd"]), "usd_spent": usd}
 
     def poll_body(self, task: Task, state: str, ctx: Context) -> Answer:
         if state == "canceled":  # AI/ML API documents no canceled state: shown as error
             state = "failed"
         body: dict[str, Any] = {"id": task.id, "status": self.word(state)}
+        body["meta"] = {"usage": {"credits_used": self.usage(task)["credits_used"]}}
         if state == "succeeded":
             body["video"] = {"url": ctx.result_url(task)}
         elif state == "failed":
@@ -68,7 +75,7 @@ class AimlApi(Profile):
         now = datetime.fromtimestamp(ctx.now, tz=UTC)
         return error.status, {
             "message": message,
-            "path": ctx.path,
+            "path": ctx.path[len(ctx.prefix) :],  # the provider's path, whatever the mount [A7]
             "requestId": ctx.request_id,
             "statusCode": status,
             "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",

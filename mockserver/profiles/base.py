@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,6 +33,17 @@ class Context:
 
 
 Answer = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A request to an endpoint the profile answers itself (manifest ``answered_by: profile``):
+    an account check, a balance, a model list, an upload policy."""
+
+    endpoint: str
+    query: Mapping[str, str]
+    key_valid: bool  # whether the server's --keys accept the Bearer token sent
+    ctx: Context
 
 
 class Profile:
@@ -98,10 +109,39 @@ class Profile:
             raise ApiError("invalid_request", f"$.model: {json.dumps(model_id)} is not one of {offered}")
         return model
 
-    def validate(self, model: Model, body: Mapping[str, Any]) -> None:
-        issues = catalog().validate(self.name, "submit", body, kind=model.kind)
+    def validate(self, model: Model, body: Mapping[str, Any]) -> list[str]:
+        """Refuse what the provider refuses; return a warning for each thing it accepts although
+        its pages do not document it (or refuse those too with ``refuse_undocumented``)."""
+        cat = catalog()
+        variant = cat.variants(self.name, model.schema_file, self.options)
+        verdict = cat.check(self.name, "submit", body, kind=model.kind, variant=variant)
+        issues = verdict.all_issues if self.options.refuse_undocumented else verdict.errors
+        deferred = self.deferred_failure(model)
+        later = [i for i in issues if deferred and (i.path, i.keyword) == (deferred["at"], deferred["keyword"])]
+        issues = [i for i in issues if i not in later]
         if issues:
             raise ApiError("invalid_request", describe(issues), issues=issues)
+        warnings = [finding.warning for finding in verdict.warnings]
+        return [*warnings, deferred["warning"]] if deferred and later else warnings
+
+    def deferred_failure(self, model: Model) -> Mapping[str, str] | None:
+        """The ``fail_task`` reading of an ``x-conflicts`` entry when its option asks for it: the
+        issue is accepted at submit and the task fails later with the entry's code and message."""
+        for conflict in self.provider.documents[model.schema_file].get("x-conflicts", []):
+            option = conflict.get("option")
+            if "fail_task" in conflict and option and getattr(self.options, option, None) == "fail_task":
+                return conflict["fail_task"]  # type: ignore[no-any-return]
+        return None
+
+    def failure_at_submit(self, model: Model, body: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(code, message) the task fails with when validation deferred an issue to the task."""
+        deferred = self.deferred_failure(model)
+        if deferred is None:
+            return None
+        issues = catalog().validate(self.name, "submit", body, kind=model.kind, strict=True)
+        if any((i.path, i.keyword) == (deferred["at"], deferred["keyword"]) for i in issues):
+            return deferred["code"], deferred["message"]
+        return None
 
     def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:
         raise NotImplementedError
@@ -126,6 +166,14 @@ class Profile:
     def error_body(self, error: ApiError, ctx: Context) -> Answer:
         raise NotImplementedError
 
+    def serve(self, ask: Ask) -> Answer:
+        """The answer of an endpoint this profile serves itself (see :class:`Ask`)."""
+        raise ApiError("not_found", f"no such endpoint: {ask.endpoint}")
+
+    def task_list(self, tasks: Sequence[Task], query: Mapping[str, str], ctx: Context) -> Answer:
+        """The answer of the provider's task list endpoint, where it documents one."""
+        raise ApiError("not_found", "this provider has no task list")
+
     def error_answer(self, error: ApiError, ctx: Context) -> Answer:
         """The provider-shaped answer to ``error``, with this provider's status for its kind."""
         if error.explicit_status is None and error.kind in self.STATUS:
@@ -147,11 +195,11 @@ ISSUES_SHOWN = 10  # a body with 100000 unknown keys gets a readable answer, not
 ISSUE_TEXT_LIMIT = 300  # an issue quoting a 5 MB value or key is cut short
 
 
-def describe(issues: list[Issue] | tuple[Issue, ...]) -> str:
-    """Validation issues as one line: ``$.a: message; $.b: message``."""
+def describe(issues: Sequence[Issue], render: Callable[[Issue], str] = str) -> str:
+    """Validation issues as one line: ``$.a: message; $.b: message`` (``render`` words each one)."""
     texts = []
     for issue in issues[:ISSUES_SHOWN]:
-        text = f"{issue.path}: {issue.message}"
+        text = render(issue)
         if len(text) > ISSUE_TEXT_LIMIT:
             text = text[:ISSUE_TEXT_LIMIT] + f"...<{len(text)} characters>"
         texts.append(text)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wanmock.mockserver.errors import ApiError
-from wanmock.mockserver.profiles.base import Answer, Context, Profile
+from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile, describe
 from wanmock.mockserver.tasks import Task, VideoParams
-from wanmock.schemas import Model
+from wanmock.schemas import Issue, Model
 
 # Canonical error kind -> the "<Category>" of Modellix's "<Category>: <detail>" messages.
 # Documented categories [M6] where one exists; the rest follow the same pattern.
@@ -32,6 +32,17 @@ CATEGORIES = {
     "unavailable": "Service unavailable",
     "timeout": "Service unavailable",
 }
+
+
+MODEL_TYPES = {"t2v": "text-to-video", "i2v": "image-to-video", "videoedit": "video-to-video"}
+
+
+def issue_text(issue: Issue) -> str:
+    """An issue in Modellix's words: ``parameter 'prompt' is required`` for a missing field, the
+    documented example [M6]; ``<path>: <reason>`` otherwise."""
+    if issue.keyword == "required":
+        return f"parameter '{issue.path.removeprefix('$.')}' is required"
+    return str(issue)
 
 
 def iso(seconds: float) -> str:
@@ -110,10 +121,32 @@ class Modellix(Profile):
     def missing_task(self, task_id: str, ctx: Context) -> Answer:
         return self.error_body(ApiError("not_found", "Task ID not found"), ctx)
 
+    def serve(self, ask: Ask) -> Answer:
+        """The account endpoints the official CLI calls (shared/providers.md 7.2)."""
+        if ask.endpoint == "apikey_validate":
+            return 200, self.envelope({"is_valid": ask.key_valid})
+        if ask.endpoint == "team_balance":
+            return 200, self.envelope({"balance": self.options.modellix_balance})
+        if ask.endpoint == "models":
+            models = [
+                {
+                    "slug": model_id,
+                    "type": MODEL_TYPES[model.kind],
+                    "provider": model_id.partition("/")[0],
+                    "description": self.provider.documents[model.schema_file]["title"],
+                }
+                for model in self.provider.models.values()
+                for model_id in model.ids
+            ]
+            return 200, {**self.envelope({"models": models}), "models": models}
+        return super().serve(ask)
+
     def error_body(self, error: ApiError, ctx: Context) -> Answer:
         detail = error.detail
         if error.kind == "invalid_json":
             detail = "invalid JSON format"  # the documented text [M6]
+        elif error.kind == "invalid_request" and error.issues:
+            detail = describe(error.issues, issue_text)
         return error.status, {
             "code": error.status,
             "message": f"{CATEGORIES[error.kind]}: {detail}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,23 @@ def test_result_link_exists_once_the_task_succeeded(mock: Mock) -> None:
     assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")
 
 
+def test_result_link_points_where_a_poll_points_under_public_url(make_mock: Any) -> None:
+    """Behind --public-url the page's result link is the URL a poll hands out, not the request's Host."""
+    origins = ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000")
+    public = make_mock(origins=origins, public_url="https://mock.example.com", providers=("dashscope",))
+    local = {"Host": "127.0.0.1:8000"}  # the dashboard is opened locally, the videos are fetched publicly
+    task_id = submit(public)
+    assert public.post(f"/__admin/tasks/dashscope/{task_id}/succeed", json={}, headers=local).status_code == 200
+    link = public.get(f"/__admin/tasks/dashscope/{task_id}/result", headers=local).json()["url"]
+    assert link.startswith("https://mock.example.com/__files/")
+    assert link == public.result_url("dashscope", public.poll("dashscope", task_id))
+    served = make_mock(origins=origins, providers=("dashscope",))  # no public URL: a served origin, never a foreign Host
+    task_id = submit(served)
+    assert served.post(f"/__admin/tasks/dashscope/{task_id}/succeed", json={}, headers=local).status_code == 200
+    asked = served.get(f"/__admin/tasks/dashscope/{task_id}/result", headers={"Host": "localhost:8000"})
+    assert asked.json()["url"].startswith("http://localhost:8000/__files/")
+
+
 def test_every_worker_on_a_store_shows_the_same(two_apps: tuple[StoreMock, StoreMock]) -> None:  # noqa: F811
     """Two apps on one store (as two workers): what one is told, the other's page sees."""
     a, b = two_apps
@@ -186,17 +204,26 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """A fresh `wanmock serve --clock manual --port 0` (set up before the page, so torn down after
-    it); parametrized indirectly with "sqlite-workers", two workers on a SQLite store."""
+    it); parametrized indirectly with "sqlite-workers", two workers on a SQLite store, or "token",
+    behind ``--admin-token``."""
     args = ["--timing", "fast", "--clock", "manual", "--seed", "3"]
+    headers = None
     if getattr(request, "param", None) == "sqlite-workers":
         args += ["--store", f"sqlite:///{tmp_path / 'tasks.db'}", "--workers", "2"]
-    started = Server(*args)
+    if getattr(request, "param", None) == "token":
+        args += ["--admin-token", TOKEN]
+        headers = {"X-Wanmock-Admin-Token": TOKEN}  # the client (and its readiness probe) sends it
+    started = Server(*args, headers=headers)
     yield started
     started.stop()
 
 
-@pytest.fixture
-def page(server: Server, browser: Any) -> Iterator[Any]:
+TOKEN = "dashboard-test-token"  # the test server's own admin token, not a secret
+
+
+@contextmanager
+def browser_page(browser: Any) -> Iterator[Any]:
+    """A page in a fresh browser context (its own sessionStorage), checked for script errors."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     errors: list[str] = []
@@ -206,6 +233,12 @@ def page(server: Server, browser: Any) -> Iterator[Any]:
     context.close()
     answered = "Failed to load resource: the server responded with a status of"  # a refusal the page shows
     assert [e for e in errors if not e.startswith(answered)] == []  # no script error, CSP violation, lost server
+
+
+@pytest.fixture
+def page(server: Server, browser: Any) -> Iterator[Any]:
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def api_submit(server: Server, provider: str = "dashscope", **headers: str) -> httpx.Response:
@@ -393,3 +426,68 @@ def test_fail_a_task_and_edit_drift_from_the_page(server: Server, page: Any, tmp
     bad.locator("button[type=submit]").click()
     expect(page.locator("#notice")).to_contain_text("status must be an integer from 400 to 599", timeout=15_000)
     shot("refused-rule")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["token"], indirect=True)
+def test_behind_an_admin_token_the_page_asks_for_it_and_refuses_a_wrong_one(
+    server: Server, page: Any, browser: Any, tmp_path: Path
+) -> None:
+    shot = Shots(page, artefacts(tmp_path, "dashboard-token"))
+    p = catalog().provider("dashscope")
+    submit_path = "/dashscope" + p.endpoints["submit"].paths[0].replace("{model}", p.models["t2v"].id)
+    created = httpx.post(  # the provider API itself needs no admin token
+        server.origin + submit_path,
+        json=example_body("dashscope", "t2v"),
+        headers={**submit_headers("dashscope"), "X-Wanmock-Test": "behind-token"},
+    )
+    assert created.status_code == 200, created.text
+    assert httpx.get(server.origin + "/__admin/tasks").status_code == 401
+    row = '#tasks tbody tr[data-task][data-state="queued"]'
+
+    # (1) No token: the page loads, the API answers 401, the page asks; typed in, the tasks appear.
+    with page.expect_response(lambda r: r.url.endswith("/__admin/health")) as health:
+        page.goto(server.origin + "/__admin/ui/")
+    assert health.value.status == 401
+    bar = page.locator("#token-bar")
+    expect(bar).to_be_visible(timeout=15_000)
+    expect(bar).to_contain_text("needs its admin token")
+    expect(page.locator("#tasks")).to_have_count(0)  # no data shown
+    assert page.evaluate("document.body.dataset.ready === undefined")
+    shot("asks-for-the-token")
+    page.locator("#token-input").fill(TOKEN)
+    page.locator("#token-form button[type=submit]").click()
+    expect(page.locator(row)).to_have_count(1, timeout=15_000)
+    expect(page.locator("#tasks")).to_contain_text("behind-token")
+    expect(bar).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('wanmock-admin-token')") == TOKEN  # this tab only
+    shot("token-typed-in")
+
+    # (2) #token=... works directly, and the token leaves the address bar at once.
+    with browser_page(browser) as direct:
+        direct.goto(f"{server.origin}/__admin/ui/#token={TOKEN}")
+        expect(direct.locator(row)).to_have_count(1, timeout=15_000)
+        expect(direct.locator("#token-bar")).to_be_hidden()
+        assert direct.evaluate("location.href") == f"{server.origin}/__admin/ui/#/tasks"
+        assert TOKEN not in direct.url
+
+    # (3) A wrong token, from the fragment or the form, is refused with a visible message.
+    with browser_page(browser) as wrong:
+        with wrong.expect_response(lambda r: r.url.endswith("/__admin/health")) as refused:
+            wrong.goto(f"{server.origin}/__admin/ui/#token=not-{TOKEN}")
+        assert refused.value.status == 401
+        message = wrong.locator("#token-bar")
+        expect(message).to_be_visible(timeout=15_000)
+        expect(message).to_contain_text("The admin token was refused")
+        expect(wrong.locator("#tasks")).to_have_count(0)
+        assert wrong.evaluate("sessionStorage.getItem('wanmock-admin-token')") is None  # a wrong one is not kept
+        Shots(wrong, artefacts(tmp_path, "dashboard-token"))("wrong-token")
+        with wrong.expect_response(lambda r: r.url.endswith("/__admin/health")) as again:
+            wrong.locator("#token-input").fill("also-wrong")
+            wrong.locator("#token-form button[type=submit]").click()
+        assert again.value.status == 401
+        expect(message).to_be_visible(timeout=15_000)
+        expect(message).to_contain_text("The admin token was refused")
+        wrong.locator("#token-input").fill(TOKEN)
+        wrong.locator("#token-form button[type=submit]").click()
+        expect(wrong.locator(row)).to_have_count(1, timeout=15_000)

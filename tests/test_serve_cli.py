@@ -35,7 +35,9 @@ def seed_case(provider: str, name: str) -> dict[str, Any]:
 class Server:
     """A `wanmock serve --port 0` subprocess, polled until it answers (never sleep and hope)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, headers: dict[str, str] | None = None) -> None:
+        """``headers`` go with every request of ``client`` (the readiness probe included): the
+        admin token of a server started with ``--admin-token``."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
@@ -47,7 +49,7 @@ class Server:
         self.origin = self.banner[0].rsplit(" on ", 1)[-1].strip()
         if not self.origin.startswith("http://127.0.0.1:"):
             raise AssertionError(f"no banner: {self.banner} {self.stop()}")
-        self.client = httpx.Client(base_url=self.origin, timeout=20)
+        self.client = httpx.Client(base_url=self.origin, timeout=20, headers=headers)
         deadline = time.monotonic() + 30
         while True:
             try:

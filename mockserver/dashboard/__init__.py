@@ -30,6 +30,8 @@ from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.drift import KINDS as DRIFT_KINDS
 from wanmock.mockserver.faults import ACTIONS as FAULT_ACTIONS
 from wanmock.mockserver.faults import ENDPOINTS as FAULT_ENDPOINTS
+from wanmock.mockserver.guard import public_base
+from wanmock.mockserver.http import base_url
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.storeio import StoreUnavailable
 
@@ -149,7 +151,8 @@ async def result_link(request: Request) -> JSONResponse:
     current = task.state_at(now)
     if current != "succeeded":
         return JSONResponse({"error": f"task {task.id} is {current}; only a succeeded task has a result"}, 409)
-    base = str(request.base_url).rstrip("/")
+    host = request.headers.get("host")  # as a poll builds it: --public-url or a served origin, never a foreign Host
+    base = public_base(state.config.origins, state.config.public_url, host, base_url(request.scope, host))
     url = state.links.url(base, task, task.created_at + served.profile.retention_seconds)
     return JSONResponse({"url": url})
 

@@ -115,6 +115,12 @@ async function api(path, options = {}) {
 function askForToken(message) {
   const bar = $("#token-bar");
   if (!bar.hidden) return;
+  if (S.token) {
+    // A token was sent and refused: forget it (this tab keeps no wrong token) and say so.
+    message = "The admin token was refused; enter the one the server was started with";
+    S.token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
   bar.hidden = false;
   $("#token-bar label").firstChild.textContent = `${message || "The control plane needs its admin token"}: `;
   $("#token-input").focus();

@@ -126,7 +126,7 @@ def test_result_link_points_where_a_poll_points_under_public_url(make_mock: Any)
     link = public.get(f"/__admin/tasks/dashscope/{task_id}/result", headers=local).json()["url"]
     assert link.startswith("https://mock.example.com/__files/")
     assert link == public.result_url("dashscope", public.poll("dashscope", task_id))
-    served = make_mock(origins=origins, providers=("dashscope",))  # no public URL: a served origin, never a foreign Host
+    served = make_mock(origins=origins, providers=("dashscope",))  # no public URL: a served origin, not a foreign Host
     task_id = submit(served)
     assert served.post(f"/__admin/tasks/dashscope/{task_id}/succeed", json={}, headers=local).status_code == 200
     asked = served.get(f"/__admin/tasks/dashscope/{task_id}/result", headers={"Host": "localhost:8000"})

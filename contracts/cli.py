@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from wanmock.contracts.client.engine import api_key_from_env, api_key_variable
+from wanmock.contracts.tools.control import token_scoped
 from wanmock.schemas import catalog
 
 
@@ -78,6 +79,7 @@ def use_admin_token(args: argparse.Namespace) -> bool:
     return bool(token)
 
 
+@token_scoped
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.examples < 1 or args.max_paid_tasks < 0:
         err.write("wanmock contract: --examples must be at least 1 and --max-paid-tasks at least 0\n")
@@ -195,6 +197,7 @@ Documentation: docs/DRIFT_AND_RECORDING.md.
     parser.set_defaults(handler=run_drift)
 
 
+@token_scoped
 def run_drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import httpx
     from wanmock.contracts.tools.control import NotAWanmock, identify

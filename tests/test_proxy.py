@@ -37,6 +37,7 @@ from wanmock.mockserver.serve import listen
 from wanmock.schemas import catalog
 
 from tests.conftest import example_body, submit_headers
+from tests.test_drift import SIMULATED
 
 KEY = "test-key"
 SECRET = "sk-live-SECRET-123456"
@@ -224,32 +225,7 @@ def test_an_unreachable_upstream_is_a_bad_gateway_in_the_providers_envelope() ->
 
 # -- the answer checks: each simulated drift kind upstream -------------------------------------
 
-SIMULATED = [
-    ("dashscope", {"kind": "move_result_url"}, "breaking", "result URL moved"),
-    ("apiyi", {"kind": "move_result_url"}, "breaking", "result URL moved"),
-    ("modellix", {"kind": "remove_field", "pointer": "/data/task_id"}, "breaking", "required field missing"),
-    (
-        "aimlapi",
-        {"kind": "rename_field", "pointer": "/id", "to": "/generation_id"},
-        "breaking",
-        "required field missing",
-    ),
-    (
-        "dashscope",
-        {"kind": "add_status_word", "state": "running", "word": "PAUSED"},
-        "breaking",
-        "status word outside the vocabulary",
-    ),
-    ("modellix", {"kind": "change_error_envelope"}, "breaking", "error envelope changed"),
-    (
-        "aimlapi",
-        {"kind": "change_status_code", "from_status": 401, "to_status": 403},
-        "breaking",
-        "status code changed",
-    ),
-    ("apiyi", {"kind": "add_field", "pointer": "/queue_position", "value": 3}, "warning", "new field"),
-    ("dashscope", {"kind": "add_field", "pointer": "/output/progress", "value": 30}, "warning", "new field"),
-]
+# the same simulated kinds and gradings as `wanmock drift` (one list, tests/test_drift.py)
 
 
 def traffic(r: Rig, key: str = KEY) -> None:

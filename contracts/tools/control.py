@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -62,6 +64,25 @@ def split_target(url: str) -> tuple[str, str]:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise NotAWanmock(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8000")
     return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+
+
+def token_scoped(handler: Callable[[argparse.Namespace, TextIO, TextIO], int]) -> Callable[..., int]:
+    """A command handler whose ``--admin-token`` is seen by this process's control-plane clients
+    (through WANMOCK_ADMIN_TOKEN) only while it runs: the variable is restored afterwards, so a
+    command run in-process (a test, a notebook) leaves no token behind for later servers or tools."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        before = os.environ.get(ADMIN_TOKEN_VARIABLE)
+        try:
+            return handler(args, out, err)
+        finally:
+            if before is None:
+                os.environ.pop(ADMIN_TOKEN_VARIABLE, None)
+            else:
+                os.environ[ADMIN_TOKEN_VARIABLE] = before
+
+    return run
 
 
 def admin_headers(token: str | None = None) -> dict[str, str]:

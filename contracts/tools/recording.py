@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 from wanmock.contracts.client import errors
 from wanmock.contracts.client.engine import WanClient
-from wanmock.contracts.tools.control import Control, NotAWanmock, ServerInfo, find_wanmock, identify
+from wanmock.contracts.tools.control import Control, NotAWanmock, ServerInfo, find_wanmock, identify, token_scoped
 from wanmock.contracts.tools.probes import (
     cheapest_request,
     free_probes,
@@ -375,6 +375,7 @@ recorded. Documentation: docs/DRIFT_AND_RECORDING.md.
     parser.set_defaults(handler=run)
 
 
+@token_scoped
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if getattr(args, "admin_token", None):  # the control-plane client reads it (tools.control)
         os.environ["WANMOCK_ADMIN_TOKEN"] = args.admin_token

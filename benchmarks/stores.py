@@ -35,12 +35,9 @@ import argparse
 import contextlib
 import json
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -48,7 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import BenchmarkError, ProviderCalls, WanmockServer, install_signal_handlers, status_kib, table
+from harness import (
+    BenchmarkError,
+    ProviderCalls,
+    WanmockServer,
+    install_signal_handlers,
+    redis_server,
+    status_kib,
+    table,
+)
 
 WRK = "/usr/bin/wrk"
 FILL_CHUNK_SECONDS = 3
@@ -140,45 +145,6 @@ class Wrk:
 
 
 # -- the servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise BenchmarkError("redis-server is not on PATH (Debian: apt-get install redis-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:  # poll for readiness
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise BenchmarkError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Target:
@@ -347,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         base_rows: list[tuple[str, ...]] = [("store (baseline)", *header[:5], *header[:5])]
         reference: dict[str | None, tuple[Figure, Figure]] = {}
         with contextlib.ExitStack() as stack:
-            redis_url = stack.enter_context(redis_server(workdir)) if "redis" in wanted else ""
+            redis_url = stack.enter_context(redis_server()) if "redis" in wanted else ""
             plan = [("memory", "memory", 1)] if "memory" in wanted else []
             for workers in (1, 2):
                 if "sqlite" in wanted:

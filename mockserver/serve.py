@@ -137,14 +137,14 @@ def add_parser(subparsers: Any) -> None:
         type=float,
         default=NetLimits.header_timeout,
         metavar="SECONDS",
-        help="close a connection whose request headers are not complete in this time (default 10)",
+        help="close a connection whose request headers are not complete in this time (default %(default)s)",
     )
     security.add_argument(
         "--body-timeout",
         type=float,
         default=NetLimits.body_timeout,
         metavar="SECONDS",
-        help="close a connection whose request body does not arrive in this time (default 120)",
+        help="close a connection whose request body does not arrive in this time (default %(default)s)",
     )
     security.add_argument(
         "--max-connections",

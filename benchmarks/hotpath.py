@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import cProfile
 import json
 import pstats
@@ -75,7 +76,7 @@ async def measure(label: str, fn: Callable[[], Awaitable[list[Message]]], n: int
     used = time.process_time() - started
     if profiler is not None:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        pstats.Stats(profiler).sort_stats(os.environ.get("HOTPATH_SORT", "tottime")).print_stats(int(os.environ.get("HOTPATH_TOP", "20")))
     print(f"{label:<28} {used / n * 1e6:7.1f} µs CPU per request")
 
 
@@ -104,7 +105,7 @@ async def main(args: argparse.Namespace) -> None:
     await measure(
         f"{name} POST", lambda: call(app, scope("POST", path, headers=headers), body), args.requests, args.profile
     )
-    await call(app, scope("POST", "/__admin/reset"))
+    await call(app, scope("POST", "/__admin/reset", b"all=1"))
     created = await call(app, scope("POST", path, headers=headers), body)
     poll_path, query = calls.poll(calls.task_id(json.loads(created[1]["body"])))
     poll = scope("GET", poll_path, urlencode(query).encode(), calls.poll_headers)

@@ -185,10 +185,10 @@ def poll_url(target: Target, client: httpx.Client) -> tuple[str, dict[str, str]]
 def measure(args: argparse.Namespace, target: Target, scripts: Path) -> None:
     origin = target.server.origin
     with httpx.Client(base_url=origin, timeout=30) as client:
-        client.post("/__admin/reset").raise_for_status()
+        client.post("/__admin/reset", params={"all": "1"}).raise_for_status()
         script = wrk_script(scripts, f"post-{id(target)}", "POST", target.submit_body, target.submit_headers)
         target.runs["POST"].append(run_wrk(args, origin + target.submit_path, script, target.server))
-        client.post("/__admin/reset").raise_for_status()
+        client.post("/__admin/reset", params={"all": "1"}).raise_for_status()
         url, headers = poll_url(target, client)
     script = wrk_script(scripts, f"get-{id(target)}", "GET", None, headers)
     target.runs["GET"].append(run_wrk(args, url, script, target.server))
@@ -197,7 +197,7 @@ def measure(args: argparse.Namespace, target: Target, scripts: Path) -> None:
 
 def startup_seconds(command: list[str], port: int) -> float:
     """From process start to the first 200 of GET /__admin/health on ``port``."""
-    request = b"GET /__admin/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    request = b"GET /__admin/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port
     started = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True

@@ -11,7 +11,6 @@ from wanmock.mockserver import timing
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.pipeline import Pipeline, RequestContext
 from wanmock.mockserver.profiles import Ask
-from wanmock.mockserver.scrub import Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.tasks import Task
 
@@ -88,7 +87,7 @@ class TaskOperations:
             retention_seconds=profile.retention_seconds,
             test_id=rc.test_id,
             owner=rc.owner,
-            request=Scrubber(request_secrets(rc.request_headers.items())).value(rc.journal_body),
+            request=rc.clean_body,
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}

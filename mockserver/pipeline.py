@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,12 +40,21 @@ from wanmock.mockserver.http import (
     url_path,
     url_query,
 )
-from wanmock.mockserver.limits import JOURNAL_TARGET, bounded, bounded_headers, cut, declared_length
+from wanmock.mockserver.limits import (
+    ENTRY_OVERHEAD,
+    JOURNAL_BODY_BYTES,
+    JOURNAL_HEADER_BYTES,
+    JOURNAL_TARGET,
+    bounded,
+    bounded_headers,
+    cut,
+    declared_length,
+)
 from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
 from wanmock.mockserver.scrub import Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
-from wanmock.mockserver.store import JournalEntry
+from wanmock.mockserver.store import JournalEntry, Parts
 from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
@@ -104,16 +114,38 @@ class RequestContext:
         return url_path(self.asgi)
 
     @functools.cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """The credential values this request presents (its headers' and its query's)."""
+        return tuple(request_secrets(self.request_headers.items(), url_query(self.asgi)))
+
+    @functools.cached_property
     def journal_body(self) -> Any:
         """The request body as the journal and a task dump keep it (shortened once)."""
-        if self.body is not None:
-            return bounded(self.body)
-        if self.raw:
-            return bounded(self.raw.decode("utf-8", "replace"))
-        return None
+        return journal_form(self.body if self.body is not None or not self.raw else self.raw)
+
+    @functools.cached_property
+    def clean_body(self) -> Any:
+        """The journal's form of the request body with this request's credentials removed."""
+        return Scrubber.cached(self.secrets).value(self.journal_body)
+
+    @functools.cached_property
+    def body_bytes(self) -> bytes:
+        """The answer's JSON body (encoded once, for the journal's size and the response)."""
+        return b"" if self.answer is None and self.response is not None else dumps(self.answer)
 
     def reply(self, status: int, answer: Any, headers: dict[str, str] | None = None) -> None:
         self.status, self.answer, self.headers = status, answer, headers or {}
+
+
+def journal_form(body: Any) -> Any:
+    """A request body as the journal keeps it: raw bytes as text, then bounded (limits.py)."""
+    if isinstance(body, bytes):
+        return bounded(body.decode("utf-8", "replace"))
+    return bounded(body)
+
+
+def header_size(headers: dict[str, str]) -> int:
+    return sum(len(k) + len(v) + 6 for k, v in headers.items())
 
 
 class Operation(Protocol):
@@ -284,26 +316,62 @@ class Pipeline:
 
     async def journal(self, rc: RequestContext, *, dropped: bool = False) -> None:
         """Record the exchange; a store failure here never changes the answer (a submit whose
-        task was written is a success even if its journal entry is lost; the failure is logged)."""
+        task was written is a success even if its journal entry is lost; the failure is logged).
+
+        The entry's bodies and headers are scrubbed and bounded when first read, not here: the
+        entry keeps the decoded request body (a large one is bounded now, so an entry never
+        holds more than about JOURNAL_BODY_BYTES of it), the answer and the header map."""
         if not self.journaled:
             return
-        query = url_query(rc.asgi)
-        clean = Scrubber(request_secrets(rc.request_headers.items(), query), self.state.fingerprint)
-        entry = JournalEntry(  # no credential, in any form, is journaled (wanmock.mockserver.scrub)
+        response = None if dropped else rc.answer
+        headers: Iterable[tuple[str, str]] = rc.request_headers.items()
+        headers_size = header_size(rc.request_headers)
+        if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
+            headers = bounded_headers(headers)
+            headers_size = JOURNAL_HEADER_BYTES
+        body_size = len(rc.raw) + 16
+        if "clean_body" in rc.__dict__:  # already formatted for the task's own record
+            body, body_done = rc.clean_body, True
+        elif body_size > JOURNAL_BODY_BYTES:
+            body, body_done = rc.journal_body, False
+        else:
+            body, body_done = rc.body if rc.body is not None or not rc.raw else rc.raw, False
+        path, query, fingerprint = rc.url_path, url_query(rc.asgi), self.state.fingerprint
+        target_done = len(path) + len(query) > 2 * JOURNAL_TARGET
+        if target_done:  # a huge target is cut now (scrubbed first), so the entry never holds it
+            early = Scrubber.cached(rc.secrets, fingerprint)
+            path, query = cut(early.text(path), JOURNAL_TARGET), cut(early.query(query), JOURNAL_TARGET)
+        secrets = rc.__dict__.get("secrets")  # known when the body or the target needed them
+
+        def formatted() -> Parts:  # no credential, in any form, is journaled (scrub.py)
+            found = secrets if secrets is not None else tuple(request_secrets(headers, query))
+            clean = Scrubber.cached(found, fingerprint)
+            return (
+                path if target_done else cut(clean.text(path), JOURNAL_TARGET),
+                query if target_done else cut(clean.query(query), JOURNAL_TARGET),
+                body if body_done else clean.value(journal_form(body)),
+                clean.value(bounded(response)),
+                clean.headers(bounded_headers(headers)),
+            )
+
+        entry = JournalEntry(
             seq=0,  # numbered by the store as it appends (one round trip)
             at=rc.now,
             provider=self.name,
             method=rc.method,
-            path=cut(clean.text(rc.url_path), JOURNAL_TARGET),
-            query=cut(clean.query(query), JOURNAL_TARGET),
+            path="",
+            query="",
             status=0 if dropped else rc.status,
             test_id=None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),
             task_id=None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET),
             endpoint=rc.endpoint,
-            request_body=clean.value(rc.journal_body),
-            response_body=None if dropped else clean.value(bounded(rc.answer)),
-            request_headers=clean.headers(bounded_headers(rc.request_headers.items())),
             warnings=list(rc.warnings),
+            formatter=formatted,
+            size_hint=ENTRY_OVERHEAD
+            + min(body_size, JOURNAL_BODY_BYTES)
+            + len(rc.body_bytes)
+            + headers_size
+            + min(len(path) + len(query), 2 * JOURNAL_TARGET),
         )
         with contextlib.suppress(StoreUnavailable):
             await self.state.io.append(entry)
@@ -314,7 +382,7 @@ class Pipeline:
         if rc.response is not None:
             await rc.response(rc.asgi, rc.receive, send)
             return
-        body = b"" if rc.method == "HEAD" else dumps(rc.answer)
+        body = b"" if rc.method == "HEAD" else rc.body_bytes
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rc.headers.items()]
         names = {k for k, _ in raw}
         if b"content-length" not in names and not (rc.status < 200 or rc.status in (204, 304)):

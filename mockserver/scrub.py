@@ -22,6 +22,7 @@ key gives the same fingerprint within one store, and nothing outside it can test
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -34,10 +35,15 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, url
 REDACTED = "<redacted>"
 MIN_SECRET_LENGTH = 6  # shorter values (e.g. "test") would blank out ordinary words
 FINGERPRINT_HEX = 16  # 64 bits
+FINGERPRINT_CACHE = 1024  # fingerprints kept per store (cleared when full)
 
 
+NAME_PUNCTUATION = re.compile(r"[-_.\s]")
+
+
+@functools.lru_cache(maxsize=4096)  # names repeat (headers, body fields); a bounded cache of them
 def _norm(name: str) -> str:
-    return re.sub(r"[-_.\s]", "", unquote(name).lower()).removeprefix("amp;")
+    return NAME_PUNCTUATION.sub("", unquote(name).lower()).removeprefix("amp;")
 
 
 SECRET_HEADERS = frozenset(
@@ -148,13 +154,18 @@ def _b64_cores(raw: bytes) -> set[str]:
     return out
 
 
-def forms(secret: str) -> set[str]:
-    """Every spelling of ``secret`` worth replacing (at least MIN_SECRET_LENGTH characters)."""
+@functools.lru_cache(maxsize=1024)  # a key's forms are computed once, not per request
+def _forms(secret: str) -> frozenset[str]:
     if len(secret) < MIN_SECRET_LENGTH:
-        return set()
+        return frozenset()
     found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     found |= _b64_cores(secret.encode("utf-8"))
-    return {f for f in found if len(f) >= MIN_SECRET_LENGTH}
+    return frozenset(f for f in found if len(f) >= MIN_SECRET_LENGTH)
+
+
+def forms(secret: str) -> set[str]:
+    """Every spelling of ``secret`` worth replacing (at least MIN_SECRET_LENGTH characters)."""
+    return set(_forms(secret))
 
 
 class Scrubber:
@@ -164,9 +175,16 @@ class Scrubber:
         spelled: set[str] = set()
         for secret in secrets:
             if secret:
-                spelled |= forms(secret)
+                spelled |= _forms(secret)
         self.forms = tuple(sorted(spelled, key=len, reverse=True))
         self.fingerprint = fingerprint
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def cached(secrets: tuple[str, ...], fingerprint: Fingerprint | None = None) -> Scrubber:
+        """The scrubber of these secrets, built once (the same keys come back request after
+        request; a scrubber holds no per-use state)."""
+        return Scrubber(secrets, fingerprint)
 
     def text(self, text: str) -> str:
         for form in self.forms:
@@ -243,14 +261,20 @@ class Fingerprint:
 
     def __init__(self, salt: bytes | None = None) -> None:
         self.salt = salt if salt is not None else _secrets.token_bytes(32)
+        self._seen: dict[str, str] = {}  # the keys in use come back on every request
 
     @classmethod
     def from_secret(cls, secret: bytes) -> Fingerprint:
         return cls(hmac.new(secret, b"wanmock key fingerprint", hashlib.sha256).digest())
 
     def __call__(self, token: str) -> str:
-        digest = hmac.new(self.salt, token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
-        return digest[:FINGERPRINT_HEX]
+        found = self._seen.get(token)
+        if found is None:
+            digest = hmac.new(self.salt, token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+            if len(self._seen) >= FINGERPRINT_CACHE:
+                self._seen.clear()
+            found = self._seen[token] = digest[:FINGERPRINT_HEX]
+        return found
 
 
 # -- full mode: files meant to be shared (cassettes, reports) --------------------------------

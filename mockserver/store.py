@@ -15,7 +15,6 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -44,48 +43,128 @@ def evict_at(task: Task, grace: float) -> float | None:
     return None
 
 
-@dataclass(frozen=True)
-class JournalEntry:
-    """One request the mock answered, as the control plane reports it."""
+# path, query, request body, response body, request headers (formatted)
+Parts = tuple[str, str, Any, Any, dict[str, str]]
 
-    seq: int
-    at: float
-    provider: str | None
-    method: str
-    path: str
-    query: str
-    status: int
-    test_id: str | None
-    task_id: str | None
-    endpoint: str | None
-    request_body: Any = None
-    response_body: Any = None
-    request_headers: dict[str, str] = field(default_factory=dict)
-    # Accepted-but-undocumented findings (also sent as X-Wanmock-Warning headers).
-    warnings: list[str] = field(default_factory=list)
+
+class JournalEntry:
+    """One request the mock answered, as the control plane reports it.
+
+    The path, query, bodies and headers may be *deferred*: the server records an entry with a
+    ``formatter`` that scrubs and bounds them when they are first read (the control plane, a
+    shared store writing the entry), not on the request's path. The formatter holds the parts it
+    needs (never the request's connection), and is dropped once it has run."""
+
+    __slots__ = (
+        "_formatter",
+        "_parts",
+        "at",
+        "endpoint",
+        "method",
+        "provider",
+        "seq",
+        "size_hint",
+        "status",
+        "task_id",
+        "test_id",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        at: float,
+        provider: str | None,
+        method: str,
+        path: str,
+        query: str,
+        status: int,
+        test_id: str | None,
+        task_id: str | None,
+        endpoint: str | None,
+        request_body: Any = None,
+        response_body: Any = None,
+        request_headers: dict[str, str] | None = None,
+        warnings: list[str] | None = None,  # accepted-but-undocumented findings (also X-Wanmock-Warning)
+        *,
+        formatter: Callable[[], Parts] | None = None,
+        size_hint: int = 0,  # about the bytes of the formatted entry's JSON (0: measure it)
+    ) -> None:
+        self.seq, self.at, self.provider, self.method = seq, at, provider, method
+        self.status = status
+        self.test_id, self.task_id, self.endpoint = test_id, task_id, endpoint
+        self.warnings = warnings if warnings is not None else []
+        self.size_hint = size_hint
+        self._parts: Parts | None = None
+        if formatter is None:
+            self._parts = (path, query, request_body, response_body, request_headers or {})
+        self._formatter = formatter
+
+    def _formatted(self) -> Parts:
+        parts = self._parts
+        if parts is None:
+            assert self._formatter is not None
+            parts = self._parts = self._formatter()  # idempotent: a race formats twice, alike
+            self._formatter = None
+        return parts
+
+    @property
+    def path(self) -> str:
+        return self._formatted()[0]
+
+    @property
+    def query(self) -> str:
+        return self._formatted()[1]
+
+    @property
+    def request_body(self) -> Any:
+        return self._formatted()[2]
+
+    @property
+    def response_body(self) -> Any:
+        return self._formatted()[3]
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        return self._formatted()[4]
 
     def to_dict(self) -> dict[str, Any]:
+        path, query, request_body, response_body, request_headers = self._formatted()
         return {
             "seq": self.seq,
             "at": self.at,
             "provider": self.provider,
             "method": self.method,
-            "path": self.path,
-            "query": self.query,
+            "path": path,
+            "query": query,
             "status": self.status,
             "test_id": self.test_id,
             "task_id": self.task_id,
             "endpoint": self.endpoint,
-            "request_headers": self.request_headers,
-            "request_body": self.request_body,
-            "response_body": self.response_body,
+            "request_headers": request_headers,
+            "request_body": request_body,
+            "response_body": response_body,
             "warnings": list(self.warnings),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JournalEntry:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        known = {k: v for k, v in data.items() if k in ENTRY_FIELDS}
+        return cls(**known)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JournalEntry) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"JournalEntry(seq={self.seq}, {self.method} {self.path}, status={self.status})"
+
+
+ENTRY_FIELDS = frozenset(
+    {"seq", "at", "provider", "method", "path", "query", "status", "test_id", "task_id", "endpoint"}
+    | {"request_body", "response_body", "request_headers", "warnings"}
+)
 
 
 class TaskStore(Protocol):
@@ -356,11 +435,11 @@ class MemoryStore:
     # -- journal --------------------------------------------------------------------------
 
     def append(self, entry: JournalEntry) -> None:
-        size = entry_size(entry.to_dict())
+        size = entry.size_hint or entry_size(entry.to_dict())  # a deferred entry is formatted when read
         with self._lock:
             if not entry.seq:
                 self._seq += 1
-                entry = replace(entry, seq=self._seq)
+                entry.seq = self._seq
             if len(self._journal) == self._journal.maxlen:
                 self._journal.popleft()
                 self.journal_size -= self._sizes.popleft()

@@ -139,7 +139,7 @@ def test_ctrl_c_on_contract_writes_the_partial_report(tmp_path: Path, server: Se
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
     argv = [*WANMOCK, "contract", "--provider", "all", "--examples", "8", "--seed", "1", "--target", server.origin]
     argv += ["--report", str(report), "--junit", str(junit)]
-    server.client.post("/__admin/reset")
+    server.client.post("/__admin/reset", params={"all": "1"}).raise_for_status()
 
     def on_dashscope() -> bool:  # providers run in order: aimlapi and apiyi are done
         return bool(server.client.get("/__admin/journal", params={"provider": "dashscope"}).json()["entries"])

@@ -127,7 +127,14 @@ def _write_reports(args: argparse.Namespace, report: Any, out: TextIO) -> None:
 def _contract_providers(args: argparse.Namespace, providers: list[str], report: Any, err: TextIO) -> int | None:
     """Run every provider's checks into ``report``; an exit code when the run cannot go on."""
     from wanmock.contracts.client import errors
-    from wanmock.contracts.testing.runner import Runner, in_process_target, live_probes, progress_printer, url_target
+    from wanmock.contracts.testing.runner import (
+        Result,
+        Runner,
+        in_process_target,
+        live_probes,
+        progress_printer,
+        url_target,
+    )
 
     seed = report.seed
     for provider in providers:
@@ -150,7 +157,9 @@ def _contract_providers(args: argparse.Namespace, providers: list[str], report: 
                 runner = Runner(target, seed=seed)
                 for kind in kinds:
                     show = progress_printer(err, f"{provider} {kind}", args.examples)
-                    report.results.append(runner.run(kind, args.examples, show))
+                    result = Result(provider, kind)
+                    report.results.append(result)  # in the report already: Ctrl-C keeps its cases so far
+                    runner.run(kind, args.examples, show, result)
         except errors.WanError as exc:
             err.write(f"wanmock contract: {report.clean(str(exc))}\n")
             return 2

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from wanmock.mockserver.cli import build_parser, main
@@ -142,7 +143,9 @@ def test_ctrl_c_on_contract_writes_the_partial_report(tmp_path: Path, server: Se
     server.client.post("/__admin/reset", params={"all": "1"}).raise_for_status()
 
     def on_dashscope() -> bool:  # providers run in order: aimlapi and apiyi are done
-        return bool(server.client.get("/__admin/journal", params={"provider": "dashscope"}).json()["entries"])
+        # a dozen requests: a few dashscope t2v cases have finished, far from all (each kind sends 50+)
+        entries = server.client.get("/__admin/journal", params={"provider": "dashscope"}).json()["entries"]
+        return len(entries) >= 12
 
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     out, err = _interrupt(process, on_dashscope, timeout=240)
@@ -153,7 +156,16 @@ def test_ctrl_c_on_contract_writes_the_partial_report(tmp_path: Path, server: Se
     assert written["interrupted"] is True
     assert written["passed"] is False
     assert {r["provider"] for r in written["results"]} >= {"aimlapi", "apiyi"}
-    assert "interrupted" in junit.read_text()
+    *finished, running = written["results"]
+    assert not any(r["interrupted"] for r in finished)
+    assert (running["provider"], running["model"], running["interrupted"]) == ("dashscope", "t2v", True)
+    assert running["cases"] >= 1  # the cases the running kind finished before Ctrl-C
+    assert running["examples"] <= 8
+    suites = ElementTree.parse(junit).getroot().findall("testsuite")
+    assert [s.get("name") for s in suites] == [f"wanmock.{r['provider']}.{r['model']}" for r in written["results"]]
+    marked = [s.get("name") for s in suites if s.find("properties/property[@name='interrupted']") is not None]
+    assert marked == ["wanmock.dashscope.t2v"]
+    assert "(interrupted)" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.xml"]  # no .hypothesis/
 
 

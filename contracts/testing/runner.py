@@ -121,6 +121,7 @@ class Result:
     failures: list[ContractFailure] = field(default_factory=list)
     seconds: float = 0.0
     checks_run: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C while this kind ran: the cases finished before it
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     strict: bool = False  # warning-level findings fail the run too
-    interrupted: bool = False  # Ctrl-C: the results are those finished before it
+    interrupted: bool = False  # Ctrl-C: the results finished before it, and the running one so far
 
     def counts(self, failure: ContractFailure) -> bool:
         return self.strict or failure.severity == "error"
@@ -163,6 +164,7 @@ class Report:
                     "examples": r.examples,
                     "cases": r.cases,
                     "seconds": round(r.seconds, 3),
+                    "interrupted": r.interrupted,
                     "failures": [f.to_dict() for f in r.failures],
                 }
                 for r in self.results
@@ -176,13 +178,15 @@ class Report:
 
         lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
         if self.interrupted:
-            lines.append("  <!-- interrupted (Ctrl-C): the results finished before it -->")
+            lines.append("  <!-- interrupted (Ctrl-C): the results finished before it, and the running one so far -->")
         for r in self.results:
             failed = {f.check for f in r.failures if self.counts(f)}
             lines.append(
                 f'  <testsuite name={quoteattr(f"wanmock.{r.provider}.{r.kind}")} tests="{len(CHECKS)}" '
                 f'failures="{len(failed)}" time="{r.seconds:.3f}">'
             )
+            if r.interrupted:  # the cases finished before Ctrl-C; the kind's other checks never ran
+                lines.append('    <properties><property name="interrupted" value="true"/></properties>')
             for name in CHECKS:
                 lines.append(f"    <testcase classname={quoteattr(f'{r.provider}.{r.kind}')} name={quoteattr(name)}>")
                 for failure in (f for f in r.failures if f.check == name):
@@ -416,11 +420,30 @@ class Runner:
 
     # -- a whole run ------------------------------------------------------------------------
 
-    def run(self, kind: str, examples: int, progress: Callable[[int], None] | None = None) -> Result:
+    def run(
+        self,
+        kind: str,
+        examples: int,
+        progress: Callable[[int], None] | None = None,
+        result: Result | None = None,
+    ) -> Result:
+        """Run ``examples`` generated cases and the control-plane scenarios of ``kind`` into
+        ``result`` (a new one by default). The caller may put ``result`` in its report before the
+        run: on Ctrl-C it then holds the cases finished so far, marked ``interrupted``."""
+        result = result if result is not None else Result(self.provider, kind)
+        started = time.perf_counter()
+        try:
+            self._run(kind, examples, progress, result)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            raise
+        finally:
+            result.seconds = time.perf_counter() - started
+        return result
+
+    def _run(self, kind: str, examples: int, progress: Callable[[int], None] | None, result: Result) -> None:
         from wanmock.contracts.testing import strategies
 
-        result = Result(self.provider, kind)
-        started = time.perf_counter()
         valid = strategies.video_requests(self.provider, kind)
         invalid = strategies.invalid_requests(self.provider, kind)
         counter = {"n": 0}
@@ -447,24 +470,23 @@ class Runner:
             index = counter["n"]
             if data.draw(st.integers(0, 3), label="valid (1-3) or invalid (0)") > 0:
                 request = data.draw(valid)
-                counter["n"] += 1
                 record(self.run_valid(request, index))
             else:
                 mutation = data.draw(invalid)
-                counter["n"] += 1
                 description = f"{mutation.mutation} at {mutation.path}: {mutation.description}"
                 record(self.run_invalid(kind, mutation.body, description))
+            counter["n"] += 1  # finished (an example Ctrl-C stops half-way is not counted)
             if progress:
                 progress(counter["n"])
 
-        example()
-        result.examples = counter["n"]
+        try:
+            example()
+        finally:
+            result.examples = counter["n"]
         first = TextToVideo("a cat") if kind == "t2v" else None
         request = first or next(iter(_one(valid, self.seed)))
         for case in self.scenarios(kind, request):
             record(case)
-        result.seconds = time.perf_counter() - started
-        return result
 
 
 def expected_size(provider: str, resolution: str, ratio: str) -> tuple[int, int]:
@@ -611,7 +633,9 @@ def summary(report: Report, stream: TextIO = sys.stdout) -> None:
         counted = [f for f in r.failures if report.counts(f)]
         mark = "FAIL" if counted else "WARN" if r.failures else "PASS"
         stream.write(
-            f"{mark}  {r.provider:<10} {r.kind:<10} {r.examples:>5} examples {r.cases:>5} cases  {r.seconds:6.1f} s\n"
+            f"{mark}  {r.provider:<10} {r.kind:<10} {r.examples:>5} examples {r.cases:>5} cases  {r.seconds:6.1f} s"
+            + ("  (interrupted)" if r.interrupted else "")
+            + "\n"
         )
         for failure in r.failures:
             stream.write("      " + report.clean(failure.render()).replace("\n", "\n      ") + "\n")
@@ -621,5 +645,6 @@ def summary(report: Report, stream: TextIO = sys.stdout) -> None:
     if warned:
         verdict += f", {warned} warning(s)"
     if report.interrupted:
-        verdict = f"interrupted after {len(report.results)} result(s), {total} check(s) failed"
+        finished = sum(not r.interrupted for r in report.results)
+        verdict = f"interrupted after {finished} finished result(s), {total} check(s) failed"
     stream.write(f"{verdict} (target {report.target}, seed {report.seed})\n")

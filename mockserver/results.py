@@ -23,9 +23,8 @@ URL_CACHE_SIZE = 4096  # signed links kept (a poll of a recent task signs nothin
 
 @functools.cache
 def output_sizes() -> dict[str, dict[str, tuple[int, int]]]:
-    """Width x height by resolution tier and ratio, as documented upstream [D5a]."""
-    table = catalog().document("dashscope", "defs.json")["x-output-sizes"]
-    return {res: {ratio: (int(w), int(h)) for ratio, (w, h) in row.items()} for res, row in table.items()}
+    """Width x height by resolution tier and ratio, as the schema files document them (upstream [D5a])."""
+    return catalog().output_sizes()
 
 
 def output_size(resolution: str, ratio: str) -> tuple[int, int]:

@@ -86,6 +86,22 @@ class State:
         return self.canonical in TERMINAL_STATES
 
 
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """A documented error answer of one situation (the manifest's ``errors``): its HTTP status,
+    the code that tells it apart where the status alone does not, and the manifest's x-source refs."""
+
+    situation: str
+    status: int
+    code: str | None
+    sources: tuple[str, ...]
+    description: str
+
+    def matches(self, status: int, code: str | None) -> bool:
+        """Whether an answer (status, code) is this one: by its code when it has one, else by status."""
+        return code == self.code if self.code is not None else status == self.status
+
+
 @dataclass
 class Provider:
     """One provider's manifest, with models and states resolved from its schema files."""
@@ -184,6 +200,16 @@ class Provider:
 
     def sources(self) -> list[str]:
         return [src["url"] for src in self.manifest["x-source"]]
+
+    def error(self, situation: str) -> ErrorAnswer | None:
+        """The documented answer of ``situation`` (``insufficient_balance``), None when the
+        manifest has none (not documented)."""
+        spec = self.manifest.get("errors", {}).get(situation)
+        if spec is None:
+            return None
+        return ErrorAnswer(
+            situation, int(spec["status"]), spec.get("code"), tuple(spec["sources"]), str(spec["description"])
+        )
 
     def implementation(self, role: str) -> Any:
         """The class the manifest's ``implementation`` names for ``role`` (``profile``: the mock's,
@@ -383,6 +409,22 @@ class Catalog:
 
     def document(self, provider: str, file: str) -> Mapping[str, Any]:
         return self.provider(provider).documents[file]
+
+    def output_sizes(self, provider: str | None = None) -> dict[str, dict[str, tuple[int, int]]]:
+        """Video width x height by resolution tier and ratio: the ``x-output-sizes`` table of
+        ``provider``'s files, else of the (first, by name) provider whose files document one (the
+        upstream the resellers pass the tiers through to)."""
+        names = sorted(self.providers)
+        if provider is not None:
+            names = [provider, *(n for n in names if n != provider)]
+        for name in names:
+            for document in self.providers[name].documents.values():
+                table = document.get("x-output-sizes") if isinstance(document, Mapping) else None
+                if table:
+                    return {
+                        res: {ratio: (int(w), int(h)) for ratio, (w, h) in row.items()} for res, row in table.items()
+                    }
+        raise SchemaNotFound("no provider's schema files document the output sizes (x-output-sizes)")
 
 
 def catalog() -> Catalog:

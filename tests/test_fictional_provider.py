@@ -9,6 +9,7 @@ by the contract runner, with no change to any module of wanmock.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from wanmock.contracts.client.engine import WanClient
 from wanmock.contracts.client.models import TextToVideo, VideoRequest
 from wanmock.contracts.client.transport import ASGIThreadTransport
 from wanmock.contracts.testing import strategies
-from wanmock.contracts.testing.runner import Report, Runner, in_process_target
+from wanmock.contracts.testing.runner import Report, Runner, balance_fault, in_process_target
+from wanmock.contracts.tools.control import Control
 from wanmock.mockserver.app import create_app
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.config import ServerConfig
@@ -109,6 +111,40 @@ def test_the_contract_runner_checks_it(monkeypatch: pytest.MonkeyPatch) -> None:
         report.results.append(Runner(target, seed=5).run("t2v", 15))
     assert report.passed, "\n".join(f.render() for r in report.results for f in r.failures)
     assert report.results[0].cases >= 15
+
+
+def test_its_balance_error_is_read_from_its_manifest(acme: ASGIThreadTransport) -> None:
+    """The runner stages, and the client recognises, the "insufficient balance" answer its
+    manifest documents (``errors.insufficient_balance``), with no code naming it."""
+    clock: ManualClock = acme.clock  # type: ignore[attr-defined]
+    fault = balance_fault("acme")
+    assert fault == {"status": 402, "code": "no_credit"}  # tests/fixtures/fictional/acme/manifest.json
+    with Control("http://mock", transport=acme) as control:
+        control.fault(action="error", provider="acme", endpoint="submit", count=1, **fault)
+    with WanClient("acme", "k", base_url="http://mock", transport=acme, sleep=clock.advance, clock=clock.now) as client:
+        with pytest.raises(errors.InsufficientBalanceError) as raised:
+            client.submit(TextToVideo("a cat", duration=4))
+        assert (raised.value.status, raised.value.code) == (402, "no_credit")
+        with Control("http://mock", transport=acme) as control:  # another 402 is not a balance error
+            control.fault(action="error", provider="acme", endpoint="submit", count=1, status=402, code="other")
+        with pytest.raises(errors.InvalidRequestError):
+            client.submit(TextToVideo("a cat", duration=4))
+
+
+def test_no_module_names_a_shipped_provider_outside_its_profile_and_dialect() -> None:
+    """Provider facts live in the schema files: no string in wanmock's code is a provider's name,
+    except in a provider's own profile (mockserver/profiles/) and dialect classes."""
+    root = FICTIONAL.parent.parent.parent
+    names = set(catalog().providers)
+    found = [
+        f"{path.relative_to(root)}:{node.lineno} {node.value!r}"
+        for base in ("schemas", "mockserver", "contracts")
+        for path in sorted((root / base).rglob("*.py"))
+        if "profiles" not in path.parts and path.name != "dialects.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lower() in names
+    ]
+    assert found == []
 
 
 def test_nothing_outside_its_own_files_names_it() -> None:

@@ -44,6 +44,23 @@ def test_manifest_matches_manifest_schema(path: Path) -> None:
     assert errors == []
 
 
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.parent.name)
+def test_documented_errors_cite_the_manifest_and_agree_with_error_json(path: Path) -> None:
+    """Each ``errors`` entry cites refs of the manifest's own x-source, and error.json's x-codes
+    has the same answer (keyed by the code, the status or the situation) with the same status."""
+    manifest = _load(path)
+    refs = {source["ref"] for source in manifest["x-source"]}
+    codes = json.loads((path.parent / "error.json").read_text())["x-codes"]
+    assert manifest["errors"]  # every shipped provider documents its "insufficient balance" answer
+    for situation, answer in manifest["errors"].items():
+        assert set(answer["sources"]) <= refs, situation
+        keys = {answer.get("code"), str(answer["status"]), situation}
+        statuses = {
+            entry.get("status", int(key) if key.isdigit() else None) for key, entry in codes.items() if key in keys
+        }
+        assert statuses == {answer["status"]}, (situation, statuses)
+
+
 @pytest.mark.parametrize("provider", sorted(catalog().providers))
 def test_every_message_compiles_and_resolves_its_refs(provider: str) -> None:
     cat = catalog()

@@ -54,9 +54,13 @@ class Dialect:
     name: ClassVar[str]
     # kind -> normalised field -> JSON pointer in the provider's body
     FIELDS: ClassVar[dict[str, dict[str, str]]] = {}
+    # Error codes that mean "rate limited" (by prefix) or "refused key", besides 429 and 401.
+    RATE_LIMIT_CODE_PREFIXES: ClassVar[tuple[str, ...]] = ()
+    AUTH_CODES: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.provider: Provider = catalog().provider(self.name)
+        self.balance = self.provider.error("insufficient_balance")  # its manifest's documented answer
 
     # -- requests -------------------------------------------------------------------------
 
@@ -180,9 +184,9 @@ class Dialect:
         kwargs: dict[str, Any] = {"provider": self.name, "status": status, "code": code, "body": body}
         if self.is_balance(status, code, message):
             return errors.InsufficientBalanceError(text, **kwargs)
-        if status == 429 or (code or "").startswith("Throttling"):
+        if status == 429 or (code is not None and code.startswith(self.RATE_LIMIT_CODE_PREFIXES)):
             return errors.RateLimitedError(text, retry_after=retry_after(headers), **kwargs)
-        if status == 401 or code == "InvalidApiKey":
+        if status == 401 or (code is not None and code in self.AUTH_CODES):
             return errors.AuthenticationError(text, **kwargs)
         if status == 404:
             return errors.NotFoundError(text, **kwargs)
@@ -191,7 +195,8 @@ class Dialect:
         return errors.InvalidRequestError(text, **kwargs)
 
     def is_balance(self, status: int, code: str | None, message: str) -> bool:
-        return code == "Arrearage"
+        """The manifest's ``errors.insufficient_balance``: its code where it has one, else its status."""
+        return self.balance is not None and self.balance.matches(status, code)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -240,9 +245,6 @@ class Modellix(Dialect):
         },
     }
 
-    def is_balance(self, status: int, code: str | None, message: str) -> bool:
-        return status == 402
-
 
 class AimlApi(Dialect):
     name = "aimlapi"
@@ -271,12 +273,11 @@ class AimlApi(Dialect):
     def failure(self, body: Any) -> tuple[str | None, str | None]:
         return _get(body, "/error/name"), _get(body, "/error/message")
 
-    def is_balance(self, status: int, code: str | None, message: str) -> bool:
-        return status == 403
-
 
 class DashScope(Dialect):
     name = "dashscope"
+    RATE_LIMIT_CODE_PREFIXES = ("Throttling",)  # Throttling.RateQuota, Throttling.AllocationQuota [D4]
+    AUTH_CODES = ("InvalidApiKey",)  # [D1][D4]
     COMMON: ClassVar[dict[str, str]] = {
         "prompt": "/input/prompt",
         "negative_prompt": "/input/negative_prompt",
@@ -318,8 +319,11 @@ class Apiyi(DashScope):
         return (found.group(1) if found else None), message
 
     def is_balance(self, status: int, code: str | None, message: str) -> bool:
-        # APIYI answers 429 both for rate limits and for an empty balance [Y2][Y3][Y4].
-        return code == "Arrearage" or (status == 429 and bool(BALANCE_WORDS.search(message)))
+        # APIYI answers the same status (429) for rate limits and for an empty balance [Y2][Y3][Y4]
+        # and documents no code for the latter: its manifest's code, else words of the message.
+        if super().is_balance(status, code, message):
+            return True
+        return self.balance is not None and status == self.balance.status and bool(BALANCE_WORDS.search(message))
 
 
 DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (Modellix, AimlApi, Apiyi, DashScope)}

@@ -34,14 +34,14 @@ from wanmock.schemas import catalog
 
 ClientFactory = Callable[..., WanClient]
 
-# Provider error statuses for an empty balance, as documented: Modellix 402 [M5], AI/ML API 403
-# [A7], APIYI 429 (shared with rate limits) [Y2], DashScope 400 Arrearage [D4].
-BALANCE_FAULT: dict[str, dict[str, Any]] = {
-    "modellix": {"status": 402},
-    "aimlapi": {"status": 403},
-    "apiyi": {"status": 429, "code": "Arrearage"},
-    "dashscope": {"status": 400, "code": "Arrearage"},
-}
+
+def balance_fault(provider: str) -> dict[str, Any] | None:
+    """The fault rule fields (status, code) of the provider's documented "insufficient balance"
+    answer (its manifest's ``errors``); None when the manifest documents none."""
+    answer = catalog().provider(provider).error("insufficient_balance")
+    if answer is None:
+        return None
+    return {"status": answer.status, **({"code": answer.code} if answer.code is not None else {})}
 
 
 @contextmanager
@@ -394,7 +394,7 @@ class Runner:
 
         for description, fault, expected in [
             ("rate limited on submit", {"status": 429, "retry_after": 3}, errors.RateLimitedError),
-            ("insufficient balance", BALANCE_FAULT.get(provider), errors.InsufficientBalanceError),
+            ("insufficient balance", balance_fault(provider), errors.InsufficientBalanceError),
         ]:
             if fault is None:  # no documented balance error for this provider: nothing to stage
                 continue
@@ -493,15 +493,10 @@ def expected_size(provider: str, resolution: str, ratio: str) -> tuple[int, int]
     """Width x height of a video at ``resolution`` and ``ratio``, read from the captured schema data
     (the ``x-output-sizes`` table of the provider's files, else of the upstream that documents it),
     never from the mock's code: the checker must not trust what it checks."""
-    cat = catalog()
-    owners = [provider, *sorted(p for p in cat.providers if p != provider)]
-    for name in owners:
-        for document in cat.provider(name).documents.values():
-            table = document.get("x-output-sizes") if isinstance(document, dict) else None
-            if table and resolution.upper() in table and ratio in table[resolution.upper()]:
-                width, height = table[resolution.upper()][ratio]
-                return int(width), int(height)
-    raise KeyError(f"no captured output size for {resolution} {ratio}")
+    table = catalog().output_sizes(provider)
+    if resolution.upper() not in table or ratio not in table[resolution.upper()]:
+        raise KeyError(f"no captured output size for {resolution} {ratio}")
+    return table[resolution.upper()][ratio]
 
 
 def _duration_has_no_effect(provider: str) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpcore  # noqa: F401 - see below
 import httpx
 import pytest
 from wanmock.mockserver.app import create_app
@@ -17,6 +18,12 @@ from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.state import AppState
 from wanmock.schemas import catalog
 from wanmock.schemas.catalog import ROOT
+
+# httpcore is imported here, before any test, so that the whole session has one httpcore. httpx
+# imports it lazily and keeps its exception classes in a table on first use; pytester's in-process
+# runs (tests/test_plugin.py) forget every module first imported during a run, so an httpcore first
+# imported there was imported again afterwards and its errors (a refused connection, a dropped one)
+# escaped httpx unmapped, as httpcore.ConnectError, in whatever test came next.
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -254,11 +254,8 @@ def test_watch_a_task_succeed_play_it_fail_the_next_and_filter_the_journal(
     server: Server, page: Any, tmp_path: Path
 ) -> None:
     shot = Shots(page, artefacts(tmp_path, "dashboard"))
-    assert server.process.stdout is not None
-    banner = [server.process.stdout.readline()]
-    while "/__admin/ui" not in banner[-1] and len(banner) < 20:  # the banner ends with the dashboard
-        banner.append(server.process.stdout.readline())
-    assert banner[-1].split() == ["dashboard", f"{server.origin}/__admin/ui/"]
+    [dashboard] = [line for line in server.banner if "/__admin/ui" in line]  # the banner names it
+    assert dashboard.split() == ["dashboard", f"{server.origin}/__admin/ui/"]
     page.goto(server.origin + "/__admin/ui")  # redirected to /__admin/ui/
     page.wait_for_selector("body[data-ready]")
     expect(page.locator("#tasks tbody")).to_contain_text("No task yet")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from wanmock.contracts.tools.launcher import ServeProcess
 from wanmock.mockserver.media import probe
 from wanmock.mockserver.results import output_size
 from wanmock.schemas import catalog, resolve_pointer
@@ -33,46 +33,29 @@ def seed_case(provider: str, name: str) -> dict[str, Any]:
 
 
 class Server:
-    """A `wanmock serve --port 0` subprocess, polled until it answers (never sleep and hope)."""
+    """`wanmock serve --port 0 ARGS` through the one launcher (`ServeProcess`: ready once
+    /__admin/health answers, a LaunchError with its standard error when it does not start), with
+    ``client`` an httpx.Client on it. ``headers`` go with every request of ``client`` (the admin
+    token of a server started with ``--admin-token``; the readiness probe sends that by itself)."""
 
     def __init__(self, *args: str, headers: dict[str, str] | None = None) -> None:
-        """``headers`` go with every request of ``client`` (the readiness probe included): the
-        admin token of a server started with ``--admin-token``."""
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.banner = [self.process.stdout.readline()]
-        self.origin = self.banner[0].rsplit(" on ", 1)[-1].strip()
-        if not self.origin.startswith("http://127.0.0.1:"):
-            raise AssertionError(f"no banner: {self.banner} {self.stop()}")
+        self.launched = ServeProcess(*args).start()
+        assert self.launched.process is not None
+        self.process = self.launched.process
+        self.origin = self.launched.origin
+        self.banner = self.launched.output().splitlines(keepends=True)  # all of it: printed before ready
         self.client = httpx.Client(base_url=self.origin, timeout=20, headers=headers)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.client.get("/__admin/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"server did not become ready: {self.stop()}")
-            time.sleep(0.05)
+        self.out = ""
 
     def stop(self) -> str:
-        """Stop the server (killed if it does not end in 20 s); its standard error, for diagnostics."""
-        if hasattr(self, "client"):
-            self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
+        """Stop the server (SIGINT, then SIGTERM, SIGKILL); its standard error, for diagnostics
+        (its standard output is then in ``out``)."""
         try:
-            self.out, err = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.out, err = self.process.communicate()
-        return str(err)
+            self.client.close()
+        finally:
+            self.launched.stop()
+        self.out = self.launched.output()
+        return self.launched.errors()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +100,7 @@ def test_seed_example_runs_to_a_real_video_over_a_socket(server: Server, provide
 
 
 def test_serve_prints_every_provider_base_url(server: Server) -> None:
-    assert server.process.stdout is not None
+    assert server.banner[0].startswith("wanmock serving ")
     providers = catalog().providers
     assert all(name in server.banner[0] for name in providers)
 

@@ -12,48 +12,36 @@ from pathlib import Path
 
 import httpx
 import pytest
+from wanmock.contracts.tools.launcher import ServeProcess
 
-SERVE = [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0"]
+SERVE = [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0"]  # for a child with its own limits
 
 
 class Server:
-    """`wanmock serve --port 0 ARGS`, polled until /__admin/health answers."""
+    """`wanmock serve --port 0 ARGS` through the one launcher, ready once /__admin/health answers
+    (with ``token``, the admin token its ``client`` sends)."""
 
-    def __init__(self, *args: str, token: str | None = None, ready: str = "/__admin/health") -> None:
-        self.process = subprocess.Popen([*SERVE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        self.banner = self.process.stdout.readline()
-        self.origin = self.banner.rsplit(" on ", 1)[-1].strip()
+    def __init__(self, *args: str, token: str | None = None) -> None:
+        self.launched = ServeProcess(*args, token=token).start()
+        self.origin = self.launched.origin
+        self.banner = self.launched.output().partition("\n")[0]
         if not self.origin.startswith("http://127.0.0.1:"):
-            raise AssertionError(f"no banner: {self.banner!r} {self.stop()}")
+            raise AssertionError(f"not on the loopback: {self.banner!r} {self.stop()}")
         self.port = int(self.origin.rpartition(":")[2])
         headers = {"X-Wanmock-Admin-Token": token} if token else {}
         self.client = httpx.Client(base_url=self.origin, timeout=20, headers=headers)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.client.get(ready).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"server did not become ready: {self.stop()}")
-            time.sleep(0.05)
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
 
     def stop(self) -> str:
-        if hasattr(self, "client"):
-            self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
+        """Stop it; its standard error."""
         try:
-            _, err = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, err = self.process.communicate()
-        return str(err)
+            if hasattr(self, "client"):
+                self.client.close()
+        finally:
+            self.launched.stop()
+        return self.launched.errors()
 
 
 @pytest.fixture(scope="module")

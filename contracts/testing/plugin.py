@@ -51,16 +51,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 import pytest
+from wanmock.contracts.tools import control
+from wanmock.contracts.tools.control import Control
+from wanmock.contracts.tools.launcher import LaunchError, ServeProcess
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -80,12 +81,30 @@ JOURNAL_FILTERS = ("provider", "path", "task", "endpoint", "status")
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
+_T = TypeVar("_T")
+
+
 class ControlPlaneError(RuntimeError):
     """The mock's control plane refused a request (unknown task, finished task, bad rule...)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The control-plane client's refusals (``wanmock.contracts.tools.control``), raised as this
+    plugin's ControlPlaneError (with the same message and status)."""
+    try:
+        yield
+    except control.ControlPlaneError as exc:
+        raise ControlPlaneError(str(exc), exc.status) from exc
+
+
+def _checked(call: Callable[[], _T]) -> _T:
+    with _refusals():
+        return call()
 
 
 def wanmock_test_id(nodeid: str) -> str:
@@ -144,10 +163,10 @@ class MockScope:
     """What one test sees of a mock, in-process or over a socket: clients whose requests carry
     its test id, and control-plane helpers that read and change only that test's share."""
 
-    def __init__(self, test_id: str, admin: httpx.Client, providers: tuple[str, ...]) -> None:
+    def __init__(self, test_id: str, admin: Control, providers: tuple[str, ...]) -> None:
         self.test_id = test_id
         self.providers = providers
-        self._admin = admin
+        self._admin = admin  # the one control-plane client, scoped to this test
         self._clients: list[WanClient] = []
 
     # -- to be provided by the kind of mock --
@@ -207,36 +226,24 @@ class MockScope:
 
     # -- the control plane, scoped to this test --
 
-    def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None) -> Any:
-        response = self._admin.request(method, path, params=params, json=body, headers=self.headers)
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("error", response.text)
-            except ValueError:
-                detail = response.text
-            raise ControlPlaneError(f"{method} {path}: {response.status_code} {detail}", response.status_code)
-        return response.json()
-
     def fault(self, **rule: Any) -> dict[str, Any]:
         """Add a fault rule (see README: action, provider, endpoint, model, task_id, status, code,
         message, retry_after, latency_seconds, count) that fires only for this test's requests."""
         if rule.get("test_id", self.test_id) != self.test_id:
             raise ValueError(f"a rule added here is scoped to this test ({self.test_id}), not {rule['test_id']!r}")
-        added: dict[str, Any] = self._call("POST", "/__admin/faults", body={**rule, "test_id": self.test_id})
-        return added
+        return _checked(lambda: self._admin.fault(**rule))  # Control adds this test's id
 
     def faults(self) -> list[dict[str, Any]]:
         """This test's fault rules still in force."""
-        rules: list[dict[str, Any]] = self._call("GET", "/__admin/faults")["rules"]
-        return rules
+        return _checked(self._admin.faults)
 
     def remove_fault(self, rule_id: str) -> None:
         if rule_id not in {rule["id"] for rule in self.faults()}:
             raise ControlPlaneError(f"{rule_id} is not a fault rule of this test")
-        self._call("DELETE", f"/__admin/faults/{rule_id}")
+        _checked(lambda: self._admin.delete_fault(rule_id))
 
     def clear_faults(self) -> None:
-        self._call("DELETE", "/__admin/faults")
+        _checked(self._admin.clear_faults)
 
     def journal(self, **filters: Any) -> list[dict[str, Any]]:
         """The requests this test sent, oldest first; filter by ``provider``, ``path`` (a
@@ -247,25 +254,22 @@ class MockScope:
         if unknown:
             raise TypeError(f"unknown journal filter(s) {unknown}; known: {', '.join(JOURNAL_FILTERS)}")
         params = {name: str(value) for name, value in filters.items() if value is not None}
-        entries: list[dict[str, Any]] = self._call("GET", "/__admin/journal", params=params)["entries"]
-        return entries
+        return _checked(lambda: self._admin.journal(**params))
 
     def tasks(self, provider: str | None = None) -> list[dict[str, Any]]:
         """This test's tasks, oldest first, each with its current ``state`` and ``status_word``."""
-        params = {"provider": provider} if provider else None
-        found: list[dict[str, Any]] = self._call("GET", "/__admin/tasks", params=params)["tasks"]
-        return found
+        return _checked(lambda: self._admin.tasks(provider=provider or None))
 
     def task(self, provider: str, task_id: str) -> dict[str, Any]:
         """One of this test's tasks (ControlPlaneError for another test's or an unknown one)."""
         try:
-            view: dict[str, Any] = self._call("GET", f"/__admin/tasks/{provider}/{task_id}")
-        except ControlPlaneError as exc:
+            view = self._admin.task(provider, task_id)
+        except control.ControlPlaneError as exc:
             if exc.status == 404:  # a scoped control plane shows no other test's task
                 raise ControlPlaneError(
                     f"{provider} task {task_id} is unknown or belongs to another test", exc.status
                 ) from exc
-            raise
+            raise ControlPlaneError(str(exc), exc.status) from exc
         if view.get("test_id") != self.test_id:
             raise ControlPlaneError(f"{provider} task {task_id} belongs to another test ({view.get('test_id')})")
         return view
@@ -274,8 +278,7 @@ class MockScope:
         self, provider: str, task_id: str, action: str, body: dict[str, str] | None = None
     ) -> dict[str, Any]:
         self.task(provider, task_id)
-        view: dict[str, Any] = self._call("POST", f"/__admin/tasks/{provider}/{task_id}/{action}", body=body)
-        return view
+        return _checked(lambda: self._admin.transition(provider, task_id, action, body))
 
     def fail(self, provider: str, task_id: str, code: str | None = None, message: str | None = None) -> dict[str, Any]:
         """End the task failed now, with the provider's error ``code`` and ``message``."""
@@ -298,7 +301,7 @@ class MockScope:
 
     def reset(self) -> None:
         """Forget this test's tasks, journal entries and fault rules."""
-        self._call("POST", "/__admin/reset", params={"test": self.test_id})
+        _checked(self._admin.reset)
 
     def close(self) -> None:
         """Close the clients made here and reset this test's share of the mock."""
@@ -387,7 +390,7 @@ class InProcessMock(MockScope):
         self.shared_transport = instance.transport
         self.transport = ScopedTransport(instance.transport, test_id)
         self.async_transport = ScopedAsyncTransport(SocketLikeASGITransport(app=instance.app), test_id)
-        admin = httpx.Client(transport=self.transport, base_url=IN_PROCESS_ORIGIN)
+        admin = Control(IN_PROCESS_ORIGIN, transport=self.transport, test_id=test_id, timeout=10.0)
         super().__init__(test_id, admin, tuple(instance.config.providers))
 
     def base_url(self, provider: str) -> str:
@@ -420,71 +423,36 @@ class InProcessMock(MockScope):
 
 
 class WanmockServer:
-    """A real ``wanmock serve`` subprocess on a free port, manual clock, fast timing."""
+    """A real ``wanmock serve`` subprocess on a free port, manual clock, fast timing, started and
+    stopped by the one launcher (``wanmock.contracts.tools.launcher.ServeProcess``); its clock and
+    health through the one control-plane client (``wanmock.contracts.tools.control.Control``)."""
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        origin: str,
-        logs: tuple[IO[bytes], IO[bytes]],
-        token: str | None = None,
-    ) -> None:
-        self.process = process
-        self.origin = origin
-        self._logs = logs
-        from wanmock.mockserver.guard import admin_headers, admin_token
+    def __init__(self, launched: ServeProcess) -> None:
+        from wanmock.mockserver.guard import admin_token
 
-        self.token = admin_token(token)  # the --admin-token given, else $WANMOCK_ADMIN_TOKEN
-        self._admin = httpx.Client(base_url=origin, timeout=10.0, headers=admin_headers(self.token))
-        self.providers: tuple[str, ...] = ()
+        assert launched.process is not None
+        self.launched = launched
+        self.process = launched.process
+        self.origin = launched.origin
+        self.providers: tuple[str, ...] = launched.providers
+        self.token = admin_token(launched.token)  # the --admin-token given, else $WANMOCK_ADMIN_TOKEN
+        self._admin = Control(self.origin, token=self.token, timeout=10.0)
 
     @classmethod
     def start(cls, log_dir: Path, *args: str, timeout: float = SERVER_START_SECONDS) -> WanmockServer:
         """Start ``python -m wanmock.mockserver serve --port 0 --clock manual --timing fast *args`` and
-        return once ``/__admin/health`` answers 200 (polled; never a blind sleep)."""
-        out_path, err_path = log_dir / "serve.out", log_dir / "serve.err"
-        out, err = out_path.open("wb"), err_path.open("wb")
-        command = [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", "--clock", "manual"]
-        command += ["--timing", "fast", *args]
-        process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-
-        def give_up(why: str) -> RuntimeError:
-            stop_process(process)
-            out.close()
-            err.close()
-            banner = out_path.read_text(errors="replace").strip()
-            errors = err_path.read_text(errors="replace").strip()[-2000:]
-            return RuntimeError(f"wanmock serve {why}\n$ {' '.join(command)}\n{banner}\n{errors}")
-
-        origin = ""
-        while not origin:  # the first stdout line ends "... on http://host:port"
-            first = out_path.read_text(errors="replace").partition("\n")
-            if first[1]:
-                origin = first[0].rsplit(" on ", 1)[-1].strip()
-            elif process.poll() is not None:
-                raise give_up(f"exited with status {process.returncode} before printing its address")
-            elif time.monotonic() > deadline:
-                raise give_up(f"printed no address within {timeout:g} s")
-            else:
-                time.sleep(0.02)
-        if not origin.startswith("http://"):
-            raise give_up(f"printed an unexpected banner: {first[0]!r}")
-        given = list(args)
-        token = given[given.index("--admin-token") + 1] if "--admin-token" in given[:-1] else None
-        server = cls(process, origin, (out, err), token)
-        while True:
-            try:
-                health = server._admin.get("/__admin/health")
-                if health.status_code == 200:
-                    server.providers = tuple(health.json()["providers"])
-                    return server
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                server._admin.close()
-                raise give_up(f"did not become ready within {timeout:g} s")
-            time.sleep(0.02)
+        return once ``/__admin/health`` answers 200 (polled; never a blind sleep). Its standard
+        output and error are kept in ``log_dir`` (``serve.out``, ``serve.err``)."""
+        launched = ServeProcess("--clock", "manual", "--timing", "fast", *args, ready_timeout=timeout, log_dir=log_dir)
+        try:
+            launched.start()
+        except LaunchError as exc:
+            raise RuntimeError(str(exc)) from exc
+        try:
+            return cls(launched)
+        except BaseException:
+            launched.stop()
+            raise
 
     def base_url(self, provider: str) -> str:
         if provider not in self.providers:
@@ -492,47 +460,27 @@ class WanmockServer:
         return f"{self.origin}/{provider}"
 
     def health(self) -> dict[str, Any]:
-        return self._json(self._admin.get("/__admin/health"))
+        return _checked(self._admin.health)
 
     def advance(self, seconds: float) -> float:
         """Advance the server's manual clock (POST /__admin/clock/advance); the new time."""
-        return float(self._json(self._admin.post("/__admin/clock/advance", json={"seconds": seconds}))["now"])
+        return _checked(lambda: self._admin.advance(seconds))
 
     def now(self) -> float:
-        return float(self._json(self._admin.get("/__admin/clock"))["now"])
+        return _checked(self._admin.now)
 
     def scoped(self, test_id: str) -> ServerScope:
         """A view of the server for one test: clients and helpers scoped to ``test_id``."""
         return ServerScope(self, test_id)
 
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        if response.status_code >= 400:
-            raise ControlPlaneError(
-                f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}",
-                response.status_code,
-            )
-        body: dict[str, Any] = response.json()
-        return body
-
     def stop(self) -> None:
-        self._admin.close()
-        stop_process(self.process)
-        for log in self._logs:
-            log.close()
+        try:
+            self._admin.close()
+        finally:
+            self.launched.stop()
 
     def __repr__(self) -> str:
         return f"<wanmock server {self.origin} pid={self.process.pid}>"
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class ServerScope(MockScope):
@@ -544,11 +492,7 @@ class ServerScope(MockScope):
         self._http = httpx.HTTPTransport()
         self._owned: list[httpx.Client] = []
         self.transport = ScopedTransport(self._http, test_id)
-        from wanmock.mockserver.guard import admin_headers
-
-        admin = httpx.Client(
-            base_url=server.origin, timeout=10.0, transport=self.transport, headers=admin_headers(server.token)
-        )
+        admin = Control(server.origin, transport=self.transport, token=server.token, test_id=test_id, timeout=10.0)
         super().__init__(test_id, admin, server.providers)
 
     def base_url(self, provider: str) -> str:

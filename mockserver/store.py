@@ -14,7 +14,7 @@ import heapq
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -88,7 +88,7 @@ class JournalEntry:
         request_body: Any = None,
         response_body: Any = None,
         request_headers: dict[str, str] | None = None,
-        warnings: list[str] | None = None,  # accepted-but-undocumented findings (also X-Wanmock-Warning)
+        warnings: Sequence[str] = (),  # accepted-but-undocumented findings (also X-Wanmock-Warning)
         *,
         formatter: Callable[[tuple[Any, ...]], Parts] | None = None,
         raw: tuple[Any, ...] = (),  # what ``formatter`` formats (flat: strings, bytes, tuples)
@@ -97,7 +97,7 @@ class JournalEntry:
         self.seq, self.at, self.provider, self.method = seq, at, provider, method
         self.status = status
         self.test_id, self.task_id, self.endpoint = test_id, task_id, endpoint
-        self.warnings = warnings if warnings is not None else []
+        self.warnings = warnings
         self.size_hint = size_hint
         self._raw = raw
         self._parts: Parts | None = None

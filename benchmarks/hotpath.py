@@ -1,22 +1,24 @@
 """CPU per request of the app itself, in process (no socket, no HTTP parser): wanmock next to the
 bare Starlette app of benchmarks/bare_app.py.
 
-Run:  python benchmarks/hotpath.py [--provider modellix] [--all] [--requests 5000] [--profile]
+Run:  python benchmarks/hotpath.py [--provider modellix] [--all] [--requests 5000] [--rounds 5] [--profile]
 
 Calls each ASGI app directly with POST submit and GET poll (a corpus body, as throughput.py sends)
 and prints the process CPU time per request (``time.process_time``: what other processes on the
-machine take does not count, so the figures hold on a busy machine where wrk's do not). With
-``--profile``, cProfile's top functions for each. Memory store; the store is reset between the two.
+machine take does not count, so the figures hold on a busy machine where wrk's do not), the
+median of interleaved rounds, and wanmock's ratio to the ceiling. With ``--profile``, cProfile's
+top functions for each wanmock round. Memory store; every poll reads one task.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import cProfile
 import json
+import os
 import pstats
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -62,7 +64,9 @@ async def call(app: ASGIApp, request: dict[str, Any], body: bytes = b"") -> list
     return sent
 
 
-async def measure(label: str, fn: Callable[[], Awaitable[list[Message]]], n: int, profile: bool) -> None:
+async def measure(label: str, fn: Callable[[], Awaitable[list[Message]]], n: int, profile: bool) -> float:
+    """CPU seconds per request of ``n`` calls (after a warm-up), cProfile's top functions with
+    ``profile`` (sorted by HOTPATH_SORT, HOTPATH_TOP lines)."""
     for _ in range(200):
         await fn()
     profiler = cProfile.Profile() if profile else None
@@ -76,40 +80,41 @@ async def measure(label: str, fn: Callable[[], Awaitable[list[Message]]], n: int
     used = time.process_time() - started
     if profiler is not None:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats(os.environ.get("HOTPATH_SORT", "tottime")).print_stats(int(os.environ.get("HOTPATH_TOP", "20")))
-    print(f"{label:<28} {used / n * 1e6:7.1f} µs CPU per request")
+        sort, top = os.environ.get("HOTPATH_SORT", "tottime"), int(os.environ.get("HOTPATH_TOP", "20"))
+        print(label)
+        pstats.Stats(profiler).sort_stats(sort).print_stats(top)
+    return used / n
 
 
 async def main(args: argparse.Namespace) -> None:
     bare_body = b'{"model": "m", "prompt": "a red ball"}'
     bare_headers = {"content-type": "application/json", "authorization": "Bearer k"}
-    await measure(
-        "ceiling POST",
-        lambda: call(bare_app.app, scope("POST", "/submit", headers=bare_headers), bare_body),
-        args.requests,
-        False,
-    )
-    await measure(
-        "ceiling GET",
-        lambda: call(bare_app.app, scope("GET", "/tasks/t-1", headers=bare_headers)),
-        args.requests,
-        False,
-    )
-
     providers = all_providers() if args.all else (args.provider,)
     app = create_app(ServerConfig(providers=providers, seed=1))
     calls = ProviderCalls.build(args.provider, f"/{args.provider}" if args.all else "")
     path, body = calls.submit(0)
     headers = {**calls.submit_headers, "content-length": str(len(body))}
     name = f"wanmock {args.provider}{' (all)' if args.all else ''}"
-    await measure(
-        f"{name} POST", lambda: call(app, scope("POST", path, headers=headers), body), args.requests, args.profile
-    )
-    await call(app, scope("POST", "/__admin/reset", b"all=1"))
     created = await call(app, scope("POST", path, headers=headers), body)
     poll_path, query = calls.poll(calls.task_id(json.loads(created[1]["body"])))
     poll = scope("GET", poll_path, urlencode(query).encode(), calls.poll_headers)
-    await measure(f"{name} GET", lambda: call(app, dict(poll)), args.requests, args.profile)
+    runs: dict[str, list[float]] = {}
+    cases: list[tuple[str, Callable[[], Awaitable[list[Message]]]]] = [
+        ("ceiling POST", lambda: call(bare_app.app, scope("POST", "/submit", headers=bare_headers), bare_body)),
+        ("ceiling GET", lambda: call(bare_app.app, scope("GET", "/tasks/t-1", headers=bare_headers))),
+        (f"{name} POST", lambda: call(app, scope("POST", path, headers=headers), body)),
+        (f"{name} GET", lambda: call(app, dict(poll))),
+    ]
+    for _ in range(args.rounds):  # interleaved: a noisy machine slows every case alike
+        for label, fn in cases:
+            wanmock = not label.startswith("ceiling")
+            runs.setdefault(label, []).append(await measure(label, fn, args.requests, args.profile and wanmock))
+    medians = {label: statistics.median(times) for label, times in runs.items()}
+    print(f"in-process CPU per request, median of {args.rounds} interleaved rounds of {args.requests}")
+    for label, used in medians.items():
+        method = label.rsplit(" ", 1)[1]
+        ratio = "" if label.startswith("ceiling") else f"   {used / medians['ceiling ' + method]:4.1f}x the ceiling"
+        print(f"{label:<28} {used * 1e6:7.1f} µs{ratio}")
 
 
 if __name__ == "__main__":
@@ -117,6 +122,7 @@ if __name__ == "__main__":
     parser.add_argument("--provider", default="modellix")
     parser.add_argument("--all", action="store_true", help="every provider on one app, the requests under /<provider>")
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; figures are medians (5)")
     parser.add_argument("--profile", action="store_true")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)

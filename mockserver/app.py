@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from wanmock.mockserver.admin import admin_routes
 from wanmock.mockserver.config import ServerConfig
-from wanmock.mockserver.dispatch import Dispatcher, ProviderFirstRouter
+from wanmock.mockserver.dispatch import Dispatcher, MockApp, ProviderFirstRouter
 from wanmock.mockserver.files import download
 from wanmock.mockserver.guard import AdminGuard
 from wanmock.mockserver.media import MediaCache
@@ -34,7 +34,7 @@ from wanmock.mockserver.store import MemoryStore, TaskStore
 from wanmock.mockserver.uploads import UPLOADS_PREFIX, upload
 
 
-def create_app(config: ServerConfig | None = None, store: TaskStore | None = None) -> Starlette:
+def create_app(config: ServerConfig | None = None, store: TaskStore | None = None) -> MockApp:
     """The mock server as an ASGI app (run it with uvicorn, or call it through httpx)."""
     config = config or ServerConfig()
     seed = config.seed if config.seed is not None else secrets.randbits(64)
@@ -74,7 +74,8 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
         state.io.close()
         state.media.close()
 
-    app = Starlette(lifespan=lifespan)
+    app = MockApp(lifespan=lifespan)
+    app.dispatcher, app.direct = dispatcher, config.admin_port is None
     # Provider paths go straight to the dispatcher; and a path no route matches (Starlette's
     # "{path:path}" stops at a newline) still reaches the provider, which answers in its shape.
     app.router = ProviderFirstRouter(dispatcher, routes, lifespan)

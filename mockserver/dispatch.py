@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Router
 from starlette.types import Lifespan, Receive, Scope, Send
@@ -79,6 +80,24 @@ class ProviderFirstRouter(Router):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIXES):
             scope.setdefault("router", self)
+            await self.dispatcher(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class MockApp(Starlette):
+    """The app: a provider request (outside ``/__admin``, ``/__files`` and uploads) goes
+    straight to the dispatcher, past Starlette's middleware stack, whose jobs the pipeline does
+    itself (it answers every error in the provider's shape); the control plane and the files go
+    through the stack (the admin guard, Starlette's error handling). With a separate admin
+    port, every request goes through the stack, whose guard keeps each port to its own paths."""
+
+    dispatcher: Dispatcher
+    direct: bool = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.direct and scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIXES):
+            scope["app"] = self
             await self.dispatcher(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

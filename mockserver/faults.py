@@ -173,6 +173,8 @@ class FaultRules:
             return len(self._rules) < before
 
     def rules(self, test_id: str | None = None) -> list[FaultRule]:
+        if not self._rules:  # the common case: no rule at all, no lock
+            return []
         with self._lock:
             return [r for r in self._rules if test_id is None or r.test_id == test_id]
 

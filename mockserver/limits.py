@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 JOURNAL_STRING = 256
 JOURNAL_DEPTH = 32
@@ -36,23 +36,46 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"...<{len(text)} characters>"
 
 
+class Cleaner(Protocol):
+    """What :func:`bounded` may scrub with as it copies (``wanmock.mockserver.scrub.Scrubber``)."""
+
+    margin: int  # characters a secret's longest form takes: a string is scrubbed this far past its cut
+    redacted: str  # what a secret-named member's value becomes
+
+    def text(self, text: str) -> str: ...
+    def redacts(self, name: str) -> bool: ...
+
+
 class _Budget:
     def __init__(self, limit: int) -> None:
         self.left = limit
 
 
-def bounded(value: Any, limit: int = JOURNAL_BODY_BYTES) -> Any:
+def bounded(value: Any, limit: int = JOURNAL_BODY_BYTES, clean: Cleaner | None = None) -> Any:
     """A copy of a JSON value fit for the journal: long strings (data URIs) cut short, at most
     JOURNAL_ITEMS items kept per container, deep nesting cut off, NaN and Infinity spelt as
-    strings (the control plane answers strict JSON), and about ``limit`` bytes in all."""
-    return _bounded(value, 0, _Budget(limit))
+    strings (the control plane answers strict JSON), and about ``limit`` bytes in all.
+
+    With ``clean``, the same walk also scrubs: secret-named members redacted, secret values
+    replaced in every string and name (a string is scrubbed before it is cut, so no piece of a
+    secret survives at the cut)."""
+    return _bounded(value, 0, _Budget(limit), clean)
 
 
-def _bounded(value: Any, depth: int, budget: _Budget) -> Any:
+def _text(text: str, limit: int, clean: Cleaner | None) -> str:
+    if clean is None:
+        return cut(text, limit)
+    if len(text) <= limit:
+        return clean.text(text)
+    return clean.text(text[: limit + clean.margin])[:limit] + f"...<{len(text)} characters>"
+
+
+def _bounded(value: Any, depth: int, budget: _Budget, clean: Cleaner | None) -> Any:
     if isinstance(value, str):
-        value = cut(value, min(JOURNAL_STRING, max(budget.left, 16)))
-        budget.left -= len(value) + 2
-        return value
+        kept = min(JOURNAL_STRING, max(budget.left, 16))
+        shown = cut(value, kept)
+        budget.left -= len(shown) + 2
+        return shown if clean is None else _text(value, kept, clean)
     if isinstance(value, float) and not math.isfinite(value):
         budget.left -= 10
         return json.dumps(value)
@@ -67,7 +90,15 @@ def _bounded(value: Any, depth: int, budget: _Budget) -> Any:
                 break
             name = cut(str(key), JOURNAL_STRING)
             budget.left -= len(name) + 4
-            out[name] = _bounded(item, depth + 1, budget)
+            if clean is None:
+                out[name] = _bounded(item, depth + 1, budget, clean)
+                continue
+            shown = _text(str(key), JOURNAL_STRING, clean)
+            if item is not None and clean.redacts(name):
+                _bounded(item, depth + 1, budget, None)  # counted as the plain copy counts it
+                out[shown] = clean.redacted
+            else:
+                out[shown] = _bounded(item, depth + 1, budget, clean)
         return out
     if isinstance(value, list):
         items: list[Any] = []
@@ -76,7 +107,7 @@ def _bounded(value: Any, depth: int, budget: _Budget) -> Any:
                 items.append(f"<{len(value) - index} more items>")
                 break
             budget.left -= 2
-            items.append(_bounded(item, depth + 1, budget))
+            items.append(_bounded(item, depth + 1, budget, clean))
         return items
     budget.left -= 8
     return value

@@ -90,19 +90,24 @@ class TaskOperations:
             request=rc.clean_body,
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
-        scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
-        for rule in await io.run(state.faults.take, scope, ("fail",)) if rc.rules_set else ():
-            task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
+        if rc.rules_set:
+            scope = {**rc.scope, "kind": model.kind, "model_id": str(requested_id)}
+            for rule in await io.run(state.faults.take, scope, ("fail",)):
+                task.final_state, task.error_code, task.error_message = "failed", rule.code, rule.message
         failure = profile.failure_at_submit(model, body)  # accepted now, refused by the task later
         if failure is not None:
             task.final_state, (task.error_code, task.error_message) = "failed", failure
-        await io.run(state.store.add, task)
+        if io.direct:
+            state.store.add(task)
+        else:
+            await io.run(state.store.add, task)
         rc.task_id = task.id
         rc.reply(200, profile.submit_body(task, rc.ctx))
 
     async def poll(self, rc: RequestContext) -> None:
         assert rc.task_id is not None  # the poll endpoint always names one
-        task = await self.state.io.run(self.state.store.get, self.name, rc.task_id)
+        io = self.state.io
+        task = io.store.get(self.name, rc.task_id) if io.direct else await io.run(io.store.get, self.name, rc.task_id)
         if task is None or (self.per_key and task.owner != rc.owner):
             rc.reply(*self.profile.missing_task(rc.task_id, rc.ctx))
         else:

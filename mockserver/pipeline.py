@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,7 +52,7 @@ from wanmock.mockserver.limits import (
 )
 from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
-from wanmock.mockserver.scrub import Scrubber, request_secrets
+from wanmock.mockserver.scrub import Fingerprint, Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.store import JournalEntry, Parts
 from wanmock.mockserver.storeio import StoreUnavailable
@@ -60,6 +60,7 @@ from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
 
 log = logging.getLogger("wanmock")
+MAX_ORIGINS = 64  # result-link functions kept per pipeline (one per origin a client used)
 
 
 @dataclass
@@ -119,14 +120,11 @@ class RequestContext:
         return tuple(request_secrets(self.request_headers.items(), url_query(self.asgi)))
 
     @functools.cached_property
-    def journal_body(self) -> Any:
-        """The request body as the journal and a task dump keep it (shortened once)."""
-        return journal_form(self.body if self.body is not None or not self.raw else self.raw)
-
-    @functools.cached_property
     def clean_body(self) -> Any:
-        """The journal's form of the request body with this request's credentials removed."""
-        return Scrubber.cached(self.secrets).value(self.journal_body)
+        """The request body as the journal and a task dump keep it: bounded (limits.py), with
+        this request's credentials removed."""
+        body = self.body if self.body is not None or not self.raw else text_of(self.raw)
+        return bounded(body, clean=Scrubber.cached(self.secrets))
 
     @functools.cached_property
     def body_bytes(self) -> bytes:
@@ -137,15 +135,41 @@ class RequestContext:
         self.status, self.answer, self.headers = status, answer, headers or {}
 
 
-def journal_form(body: Any) -> Any:
-    """A request body as the journal keeps it: raw bytes as text, then bounded (limits.py)."""
-    if isinstance(body, bytes):
-        return bounded(body.decode("utf-8", "replace"))
-    return bounded(body)
+def text_of(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
-def header_size(headers: dict[str, str]) -> int:
-    return sum(len(k) + len(v) + 6 for k, v in headers.items())
+def journal_form(body: Any, clean: Scrubber | None = None) -> Any:
+    """A request body as the journal keeps it: raw bytes as text, bounded (limits.py) and, with
+    ``clean``, scrubbed in the same walk."""
+    return bounded(text_of(body) if isinstance(body, bytes) else body, clean=clean)
+
+
+def header_size(headers: tuple[tuple[str, str], ...]) -> int:
+    return sum(len(k) + len(v) + 6 for k, v in headers)
+
+
+def format_exchange(fingerprint: Fingerprint, raw: tuple[Any, ...]) -> Parts:
+    """A journal entry's target, bodies and headers as the control plane shows them, from the
+    flat parts ``Pipeline.journal`` kept: decoded as the request was, scrubbed of every
+    credential the request presented (in any form; scrub.py), and bounded (limits.py)."""
+    path, query, target_done, body, body_bounded, response, headers, secrets = raw
+    clean = Scrubber.cached(secrets if secrets is not None else tuple(request_secrets(headers, query)), fingerprint)
+    if body_bounded:
+        request_body = loads(body)  # bounded and scrubbed already
+    else:
+        try:
+            decoded = loads(body) if body else None
+        except (ValueError, RecursionError):
+            decoded = None
+        request_body = journal_form(decoded if decoded is not None or not body else body, clean)
+    return (
+        path if target_done else cut(clean.text(path), JOURNAL_TARGET),
+        query if target_done else cut(clean.query(query), JOURNAL_TARGET),
+        request_body,
+        bounded(loads(response), clean=clean) if response else None,
+        clean.headers(bounded_headers(headers)),
+    )
 
 
 class Operation(Protocol):
@@ -169,23 +193,35 @@ class Pipeline:
         self.router = state.served[name].router
         self.operation = operation
         self.journaled = journal
+        # one formatter per pipeline: an entry then holds only flat values (untracked by the GC)
+        self.format_exchange = functools.partial(format_exchange, state.fingerprint)
+        self._result_urls: dict[str, Callable[[Task], str]] = {}
 
     def begin(self, scope: Scope, receive: Receive, prefix: str, path: str, now: float) -> RequestContext:
         headers = header_map(scope["headers"])
+        host = headers.get("host")
         config = self.state.config  # result URLs: --public-url or a served origin, never a foreign Host
-        base = public_base(config.origins, config.public_url, headers.get("host"), base_url(scope, headers.get("host")))
-        retention = self.profile.retention_seconds
-        links = self.state.links
-
-        def result_url(task: Task) -> str:
-            return links.url(base, task, task.created_at + retention)
-
+        base = public_base(config.origins, config.public_url, host, base_url(scope, host))
         rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
-        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id(), result_url)
+        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id(), self.result_url(base))
         return rc
 
+    def result_url(self, base: str) -> Callable[[Task], str]:
+        """The signed result link of a task served from ``base`` (one function per origin)."""
+        found = self._result_urls.get(base)
+        if found is None:
+            retention, links = self.profile.retention_seconds, self.state.links
+
+            def found(task: Task) -> str:
+                return links.url(base, task, task.created_at + retention)
+
+            if len(self._result_urls) < MAX_ORIGINS:
+                self._result_urls[base] = found
+        return found
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, prefix: str, path: str) -> None:
-        rc = self.begin(scope, receive, prefix, path, await self.state.anow())
+        state = self.state
+        rc = self.begin(scope, receive, prefix, path, state.now() if state.local_clock else await state.anow())
         try:
             try:
                 self.route(rc)
@@ -261,8 +297,11 @@ class Pipeline:
         can be taken once a task is really created."""
         assert rc.match is not None
         rules, io = self.state.faults, self.state.io
-        listed = await io.run(rules.rules)  # one store read; with no rule set (the usual case), the only one
+        # one store read; with no rule set (the usual case), the only one
+        listed = rules.rules() if io.direct else await io.run(rules.rules)
         rc.rules_set = bool(listed)
+        if not listed:
+            return
         body = rc.body
         model_id = rc.match.params.get("model") or (body.get("model") if isinstance(body, dict) else None)
         if model_id is None and rc.task_id is not None and any(r.model for r in listed):
@@ -277,8 +316,6 @@ class Pipeline:
             "kind": model.kind if model else None,
             "model_id": model_id if isinstance(model_id, str) else None,
         }
-        if not listed:
-            return
         fired = await io.run(rules.take, rc.scope, ("latency", "drop", "error"))
         for rule in fired:
             if rule.action == "latency":
@@ -318,42 +355,26 @@ class Pipeline:
         """Record the exchange; a store failure here never changes the answer (a submit whose
         task was written is a success even if its journal entry is lost; the failure is logged).
 
-        The entry's bodies and headers are scrubbed and bounded when first read, not here: the
-        entry keeps the decoded request body (a large one is bounded now, so an entry never
-        holds more than about JOURNAL_BODY_BYTES of it), the answer and the header map."""
+        The entry's target, bodies and headers are scrubbed and bounded when first read
+        (:func:`format_exchange`), not here: the entry keeps the raw body (a large one bounded
+        now), the answer's bytes as sent and the headers, as flat values."""
         if not self.journaled:
             return
-        response = None if dropped else rc.answer
-        headers: Iterable[tuple[str, str]] = rc.request_headers.items()
-        headers_size = header_size(rc.request_headers)
+        headers = tuple(rc.request_headers.items())
+        headers_size = header_size(headers)
         if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
-            headers = bounded_headers(headers)
-            headers_size = JOURNAL_HEADER_BYTES
-        body_size = len(rc.raw) + 16
-        if "clean_body" in rc.__dict__:  # already formatted for the task's own record
-            body, body_done = rc.clean_body, True
-        elif body_size > JOURNAL_BODY_BYTES:
-            body, body_done = rc.journal_body, False
-        else:
-            body, body_done = rc.body if rc.body is not None or not rc.raw else rc.raw, False
-        path, query, fingerprint = rc.url_path, url_query(rc.asgi), self.state.fingerprint
+            headers, headers_size = tuple(bounded_headers(headers)), JOURNAL_HEADER_BYTES
+        body: bytes = rc.raw
+        body_bounded = len(body) > JOURNAL_BODY_BYTES
+        if body_bounded:  # a large body is bounded (and scrubbed) now: an entry never holds more of it
+            body = dumps(rc.clean_body)
+        path, query = rc.url_path, url_query(rc.asgi)
         target_done = len(path) + len(query) > 2 * JOURNAL_TARGET
         if target_done:  # a huge target is cut now (scrubbed first), so the entry never holds it
-            early = Scrubber.cached(rc.secrets, fingerprint)
+            early = Scrubber.cached(rc.secrets, self.state.fingerprint)
             path, query = cut(early.text(path), JOURNAL_TARGET), cut(early.query(query), JOURNAL_TARGET)
-        secrets = rc.__dict__.get("secrets")  # known when the body or the target needed them
-
-        def formatted() -> Parts:  # no credential, in any form, is journaled (scrub.py)
-            found = secrets if secrets is not None else tuple(request_secrets(headers, query))
-            clean = Scrubber.cached(found, fingerprint)
-            return (
-                path if target_done else cut(clean.text(path), JOURNAL_TARGET),
-                query if target_done else cut(clean.query(query), JOURNAL_TARGET),
-                body if body_done else clean.value(journal_form(body)),
-                clean.value(bounded(response)),
-                clean.headers(bounded_headers(headers)),
-            )
-
+        response = b"" if dropped or rc.response is not None else rc.body_bytes
+        known = rc.__dict__.get("secrets")  # when the body or the target needed them already
         entry = JournalEntry(
             seq=0,  # numbered by the store as it appends (one round trip)
             at=rc.now,
@@ -365,16 +386,17 @@ class Pipeline:
             test_id=None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),
             task_id=None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET),
             endpoint=rc.endpoint,
-            warnings=list(rc.warnings),
-            formatter=formatted,
-            size_hint=ENTRY_OVERHEAD
-            + min(body_size, JOURNAL_BODY_BYTES)
-            + len(rc.body_bytes)
-            + headers_size
-            + min(len(path) + len(query), 2 * JOURNAL_TARGET),
+            warnings=tuple(rc.warnings),
+            formatter=self.format_exchange,
+            raw=(path, query, target_done, body, body_bounded, response, headers, known),
+            size_hint=ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query),
         )
+        io = self.state.io
+        if io.direct:
+            io.store.append(entry)
+            return
         with contextlib.suppress(StoreUnavailable):
-            await self.state.io.append(entry)
+            await io.append(entry)
 
     async def respond(self, rc: RequestContext, send: Send) -> None:
         """Send the answer: a ready response as it is; else JSON (no body for HEAD), headed as

@@ -41,9 +41,16 @@ FINGERPRINT_CACHE = 1024  # fingerprints kept per store (cleared when full)
 NAME_PUNCTUATION = re.compile(r"[-_.\s]")
 
 
-@functools.lru_cache(maxsize=4096)  # names repeat (headers, body fields); a bounded cache of them
-def _norm(name: str) -> str:
+def _normalise(name: str) -> str:
     return NAME_PUNCTUATION.sub("", unquote(name).lower()).removeprefix("amp;")
+
+
+_norm_cached = functools.lru_cache(maxsize=4096)(_normalise)  # names repeat: headers, body fields
+SHORT_NAME = 64  # longer names are not cached (a cache of huge names would be a memory sink)
+
+
+def _norm(name: str) -> str:
+    return _norm_cached(name) if len(name) <= SHORT_NAME else _normalise(name)
 
 
 SECRET_HEADERS = frozenset(
@@ -122,8 +129,16 @@ SIGNED_ASSIGNMENT = re.compile(
 USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s\"'<>]*)@")
 
 
+_HEADER_VERDICTS: dict[str, bool] = {}  # header names repeat on every request
+
+
 def secret_header(name: str) -> bool:
-    return _norm(name) in SECRET_HEADERS
+    found = _HEADER_VERDICTS.get(name)
+    if found is None:
+        found = _norm(name) in SECRET_HEADERS
+        if len(name) <= SHORT_NAME and len(_HEADER_VERDICTS) < 4096:
+            _HEADER_VERDICTS[name] = found
+    return found
 
 
 def secret_param(name: str) -> bool:
@@ -178,6 +193,13 @@ class Scrubber:
                 spelled |= _forms(secret)
         self.forms = tuple(sorted(spelled, key=len, reverse=True))
         self.fingerprint = fingerprint
+        self.margin = len(self.forms[0]) if self.forms else 0  # wanmock.mockserver.limits.Cleaner
+        self.redacted = REDACTED
+
+    @staticmethod
+    def redacts(name: str) -> bool:
+        """Whether a member named ``name`` has its value redacted (a credential-like name)."""
+        return secret_field(name)
 
     @staticmethod
     @functools.lru_cache(maxsize=1024)

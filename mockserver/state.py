@@ -16,6 +16,7 @@ from wanmock.mockserver.drift import Drift
 from wanmock.mockserver.faults import FaultRuleSet
 from wanmock.mockserver.media import MediaCache
 from wanmock.mockserver.profiles import Profile
+from wanmock.mockserver.profiles.base import uuid4_text
 from wanmock.mockserver.ratelimit import RateLimiter
 from wanmock.mockserver.results import ResultLinks
 from wanmock.mockserver.routing import Router
@@ -47,9 +48,11 @@ class AppState:
     # salted key fingerprints (the salt derived from the store's secret, so every worker agrees)
     fingerprint: Fingerprint = field(default_factory=Fingerprint)
     io: StoreIO = field(init=False)  # store calls off the event loop, with a deadline
+    local_clock: bool = field(init=False)  # the clock is read here, not from a shared store
 
     def __post_init__(self) -> None:
         self.io = StoreIO(self.store)
+        self.local_clock = not isinstance(self.config.clock, StoredManualClock)
 
     def owner_of(self, token: str) -> str:
         """Who owns the tasks a key creates: its account (a --keys file that groups keys) or the
@@ -71,9 +74,5 @@ class AppState:
         return clock.now()
 
     def request_id(self) -> str:
-        """A random version-4 UUID from the server's generator (what ``Profile.new_task_id``
-        draws, formatted without building a ``uuid.UUID``)."""
-        bits = self.rng.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
-        bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
-        h = f"{bits:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        """A random version-4 UUID from the server's generator (as ``Profile.new_task_id`` draws)."""
+        return uuid4_text(self.rng)

@@ -14,10 +14,11 @@ import heapq
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import orjson
 from wanmock.mockserver.faults import FaultRules, FaultRuleSet
 from wanmock.mockserver.limits import DEFAULT_JOURNAL_BYTES, entry_size
 from wanmock.mockserver.tasks import Task, VideoParams
@@ -50,14 +51,16 @@ Parts = tuple[str, str, Any, Any, dict[str, str]]
 class JournalEntry:
     """One request the mock answered, as the control plane reports it.
 
-    The path, query, bodies and headers may be *deferred*: the server records an entry with a
-    ``formatter`` that scrubs and bounds them when they are first read (the control plane, a
-    shared store writing the entry), not on the request's path. The formatter holds the parts it
-    needs (never the request's connection), and is dropped once it has run."""
+    The path, query, bodies and headers may be *deferred*: the server records an entry with the
+    ``raw`` parts (flat: strings, bytes and tuples of them, which the garbage collector soon
+    stops tracking) and a ``formatter`` that scrubs and bounds them when they are first read
+    (the control plane, a shared store writing the entry), not on the request's path. Both are
+    dropped once the formatter has run."""
 
     __slots__ = (
         "_formatter",
         "_parts",
+        "_raw",
         "at",
         "endpoint",
         "method",
@@ -85,16 +88,18 @@ class JournalEntry:
         request_body: Any = None,
         response_body: Any = None,
         request_headers: dict[str, str] | None = None,
-        warnings: list[str] | None = None,  # accepted-but-undocumented findings (also X-Wanmock-Warning)
+        warnings: Sequence[str] = (),  # accepted-but-undocumented findings (also X-Wanmock-Warning)
         *,
-        formatter: Callable[[], Parts] | None = None,
+        formatter: Callable[[tuple[Any, ...]], Parts] | None = None,
+        raw: tuple[Any, ...] = (),  # what ``formatter`` formats (flat: strings, bytes, tuples)
         size_hint: int = 0,  # about the bytes of the formatted entry's JSON (0: measure it)
     ) -> None:
         self.seq, self.at, self.provider, self.method = seq, at, provider, method
         self.status = status
         self.test_id, self.task_id, self.endpoint = test_id, task_id, endpoint
-        self.warnings = warnings if warnings is not None else []
+        self.warnings = warnings
         self.size_hint = size_hint
+        self._raw = raw
         self._parts: Parts | None = None
         if formatter is None:
             self._parts = (path, query, request_body, response_body, request_headers or {})
@@ -104,8 +109,8 @@ class JournalEntry:
         parts = self._parts
         if parts is None:
             assert self._formatter is not None
-            parts = self._parts = self._formatter()  # idempotent: a race formats twice, alike
-            self._formatter = None
+            parts = self._parts = self._formatter(self._raw)  # idempotent: a race formats twice, alike
+            self._formatter, self._raw = None, ()
         return parts
 
     @property
@@ -234,6 +239,15 @@ _TEST, _OWNER, _REQUEST, _SEQ = range(15, 19)
 _INTERN_LIMIT = 4096  # distinct short strings shared between tasks (models, owners, test ids)
 
 
+def _json_text(value: dict[str, Any]) -> str:
+    if not value:
+        return ""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson cannot encode (an integer beyond 64 bits, a lone surrogate)
+        return json.dumps(value, separators=(",", ":"))
+
+
 class MemoryStore:
     """Tasks in an insertion-ordered dict of flat tuples (about 0.7 KiB each), the journal in a
     bounded deque; safe across threads of one process.
@@ -292,7 +306,7 @@ class MemoryStore:
 
     def _pack(self, task: Task) -> tuple[Any, ...]:
         p, name = task.params, self._name
-        request = json.dumps(task.request, separators=(",", ":")) if task.request else ""
+        request = task.request_text if task.request_text and not task.request else _json_text(task.request)
         return (
             name(task.kind),
             name(task.model_id),
@@ -334,7 +348,7 @@ class MemoryStore:
             retention_seconds=r[_RETENTION],
             test_id=r[_TEST],
             owner=r[_OWNER],
-            request=json.loads(r[_REQUEST]) if r[_REQUEST] else {},
+            request_text=r[_REQUEST],
             seq=r[_SEQ],
         )
 

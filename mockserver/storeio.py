@@ -131,6 +131,7 @@ class StoreIO:
 
     def __init__(self, store: TaskStore, threads: int = THREADS) -> None:
         self.store = store
+        self.direct = not store.shared  # calls may be made directly, on the loop (the memory store)
         self._threads = threads
         self._jobs: queue.SimpleQueue[Job | None] | None = None
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@ created, or when the control plane expires it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ class VideoParams:
     prompt: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Task:
     id: str
     provider: str
@@ -52,8 +53,23 @@ class Task:
     retention_seconds: float | None = None
     test_id: str | None = None
     owner: str = ""  # fingerprint of the API key that created the task
-    request: dict[str, Any] = field(default_factory=dict)
+    request: dict[str, Any] = field(default_factory=dict)  # read it with request_body()
     seq: int = 0  # creation order, for listing
+    # The request as JSON text, when a store read the task back (decoded only when asked for:
+    # a poll never needs it). Set, it stands for ``request``.
+    request_text: str = ""
+
+    def __eq__(self, other: object) -> bool:  # the request compared as read, however it is held
+        return isinstance(other, Task) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def request_body(self) -> dict[str, Any]:
+        """The request the task was created from (bounded and scrubbed when it was recorded)."""
+        if self.request_text and not self.request:
+            decoded: dict[str, Any] = json.loads(self.request_text)
+            return decoded
+        return self.request
 
     # -- reading --------------------------------------------------------------------------
 
@@ -131,7 +147,7 @@ class Task:
             "retention_seconds": self.retention_seconds,
             "test_id": self.test_id,
             "owner": self.owner,
-            "request": self.request,
+            "request": self.request_body(),
             "seq": self.seq,
         }
 

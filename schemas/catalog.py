@@ -36,15 +36,20 @@ class SchemaNotFound(LookupError):
     """The requested provider, message, model kind or state does not exist."""
 
 
+@functools.lru_cache(maxsize=1024)
+def pointer_tokens(pointer: str) -> tuple[str, ...]:
+    """The unescaped reference tokens of a JSON pointer (split once per pointer)."""
+    return tuple(raw.replace("~1", "/").replace("~0", "~") for raw in pointer.lstrip("/").split("/"))
+
+
 def resolve_pointer(document: Any, pointer: str) -> Any:
     """Follow a JSON pointer (``/output/task_status``) into a document; KeyError if absent."""
     node = document
-    for raw in pointer.lstrip("/").split("/"):
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, list):
-            node = node[int(token)]
-        elif isinstance(node, Mapping):
+    for token in pointer_tokens(pointer):
+        if type(node) is dict or (not isinstance(node, list) and isinstance(node, Mapping)):
             node = node[token]
+        elif isinstance(node, list):
+            node = node[int(token)]
         else:
             raise KeyError(pointer)
     return node

@@ -134,6 +134,8 @@ def _short(value: Any) -> str:
 
 def sort_issues(document: Mapping[str, Any], instance: Any, issues: Sequence[Issue]) -> Verdict:
     """Split ``issues`` (of ``instance`` against ``document``) into errors and accepted findings."""
+    if not issues:  # the usual case: a valid instance needs no rule
+        return Verdict([], [])
     rules = rules_of(document)
     if not rules:
         return Verdict(list(issues), [])

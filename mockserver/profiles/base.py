@@ -7,9 +7,9 @@ profile module only says how that provider builds its bodies.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,7 +20,7 @@ from wanmock.mockserver.tasks import EXPIRED, Task, VideoParams
 from wanmock.schemas import Issue, Model, catalog, resolve_pointer
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Context:
     """What a profile needs to know about the request it is answering."""
 
@@ -33,6 +33,15 @@ class Context:
 
 
 Answer = tuple[int, dict[str, Any]]
+
+
+def uuid4_text(rng: random.Random) -> str:
+    """A random version-4 UUID drawn from ``rng``, as ``str(uuid.UUID(int=..., version=4))``
+    spells it, without building a ``uuid.UUID``."""
+    bits = rng.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
+    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,10 @@ class Profile:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.options = config.options
-        self.provider = catalog().provider(self.name)
+        self.catalog = catalog()
+        self.provider = self.catalog.provider(self.name)
         self.errors_doc = self.provider.documents["error.json"]
+        self._per_model: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
         self._defaults: dict[tuple[str, str], Any] = {}
 
     # -- catalog facts --------------------------------------------------------------------
@@ -63,7 +74,7 @@ class Profile:
     def word(self, canonical: str) -> str:
         return self.provider.states[canonical].word
 
-    @property
+    @functools.cached_property
     def submit_word(self) -> str:
         """The status word of a successful submit (APIYI says PENDING, then polls say submitted)."""
         pointer = self.provider.task_fields["status_in_submit"]
@@ -112,17 +123,23 @@ class Profile:
     def validate(self, model: Model, body: Mapping[str, Any]) -> list[str]:
         """Refuse what the provider refuses; return a warning for each thing it accepts although
         its pages do not document it (or refuse those too with ``refuse_undocumented``)."""
-        cat = catalog()
-        variant = cat.variants(self.name, model.schema_file, self.options)
-        verdict = cat.check(self.name, "submit", body, kind=model.kind, variant=variant)
+        variant, deferred = self.model_facts(model)
+        verdict = self.catalog.check(self.name, "submit", body, kind=model.kind, variant=variant)
         issues = verdict.all_issues if self.options.refuse_undocumented else verdict.errors
-        deferred = self.deferred_failure(model)
         later = [i for i in issues if deferred and (i.path, i.keyword) == (deferred["at"], deferred["keyword"])]
         issues = [i for i in issues if i not in later]
         if issues:
             raise ApiError("invalid_request", describe(issues), issues=issues)
         warnings = [finding.warning for finding in verdict.warnings]
         return [*warnings, deferred["warning"]] if deferred and later else warnings
+
+    def model_facts(self, model: Model) -> tuple[str | None, Mapping[str, str] | None]:
+        """(the schema variant the options ask for, the deferred failure): per model, read once."""
+        found = self._per_model.get(model.schema_file)
+        if found is None:
+            variant = self.catalog.variants(self.name, model.schema_file, self.options)
+            found = self._per_model[model.schema_file] = (variant, self.deferred_failure(model))
+        return found
 
     def deferred_failure(self, model: Model) -> Mapping[str, str] | None:
         """The ``fail_task`` reading of an ``x-conflicts`` entry when its option asks for it: the
@@ -135,10 +152,10 @@ class Profile:
 
     def failure_at_submit(self, model: Model, body: Mapping[str, Any]) -> tuple[str, str] | None:
         """(code, message) the task fails with when validation deferred an issue to the task."""
-        deferred = self.deferred_failure(model)
+        deferred = self.model_facts(model)[1]
         if deferred is None:
             return None
-        issues = catalog().validate(self.name, "submit", body, kind=model.kind, strict=True)
+        issues = self.catalog.validate(self.name, "submit", body, kind=model.kind, strict=True)
         if any((i.path, i.keyword) == (deferred["at"], deferred["keyword"]) for i in issues):
             return deferred["code"], deferred["message"]
         return None
@@ -149,7 +166,7 @@ class Profile:
     # -- identity -------------------------------------------------------------------------
 
     def new_task_id(self, rng: random.Random) -> str:
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        return uuid4_text(rng)
 
     # -- responses ------------------------------------------------------------------------
 

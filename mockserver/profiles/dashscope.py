@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -88,6 +89,7 @@ def list_time(value: str | None, name: str) -> float | None:
         raise ApiError("invalid_request", f"{name} must be YYYYMMDDhhmmss, not {value!r}") from exc
 
 
+@functools.lru_cache(maxsize=4096)  # a task's instants are formatted on every poll: once is enough
 def timestamp(seconds: float) -> str:
     """DashScope's UTC+8 ``YYYY-MM-DD HH:mm:ss.SSS``."""
     moment = datetime.fromtimestamp(seconds, tz=UTC8)

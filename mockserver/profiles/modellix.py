@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile, describe
+from wanmock.mockserver.results import output_size
 from wanmock.mockserver.tasks import Task, VideoParams
 from wanmock.schemas import Issue, Model
 
@@ -45,6 +47,7 @@ def issue_text(issue: Issue) -> str:
     return str(issue)
 
 
+@functools.lru_cache(maxsize=4096)  # a task's instants are formatted on every poll: once is enough
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -154,6 +157,4 @@ class Modellix(Profile):
 
 
 def ctx_size(task: Task) -> tuple[int, int]:
-    from wanmock.mockserver.results import output_size
-
     return output_size(task.params.resolution, task.params.ratio)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 
 import httpx
 from playwright.sync_api import sync_playwright
+from wanmock.contracts.tools.launcher import ServeProcess
 from wanmock.schemas import catalog
 from wanmock.schemas.catalog import ROOT
 
@@ -31,27 +30,6 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def start() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", "--clock", "manual", "--seed", "1"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    origin = process.stdout.readline().rsplit(" on ", 1)[-1].strip()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(origin + "/__admin/health").status_code == 200:
-                return process, origin
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.terminate()
-            raise SystemExit("wanmock serve did not become ready")
-        time.sleep(0.05)
 
 
 def submit_all(client: httpx.Client, count: int) -> None:
@@ -93,8 +71,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
-    process, origin = start()
-    try:
+    with ServeProcess("--clock", "manual", "--seed", "1") as server:  # the one launcher
+        origin = server.origin
         with httpx.Client(base_url=origin, timeout=60) as client:
             started = time.perf_counter()
             submit_all(client, args.tasks)
@@ -121,9 +99,6 @@ def main() -> None:
             f"page load, navigation -> {args.tasks} rows drawn: median {statistics.median(loads) * 1000:.0f} ms "
             f"(min {min(loads) * 1000:.0f}, max {max(loads) * 1000:.0f}, {args.rounds} rounds)"
         )
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Shared pieces of the socket benchmarks (load.py, soak.py, prism.py); not a benchmark itself.
 
-* ``WanmockServer``: a ``wanmock serve --port 0`` subprocess (its own session, so a Ctrl-C in
-  the terminal reaches only the benchmark, which then stops it: terminate, wait, kill), polled
-  for readiness on ``/__admin/health``; memory and CPU of it and its worker processes read
-  from ``/proc``.
+* ``WanmockServer``: a ``wanmock serve --port 0`` subprocess started and stopped by the one
+  launcher (``wanmock.contracts.tools.launcher.ServeProcess``: its own process group, so a Ctrl-C
+  in the terminal reaches only the benchmark, which then stops it: SIGINT, SIGTERM, SIGKILL),
+  polled for readiness on ``/__admin/health``; memory and CPU of it and its worker processes
+  read from ``/proc``.
 * ``ProviderCalls``: submit and poll requests of one provider, built from the catalog (paths,
   headers and JSON pointers from ``catalog().provider(p)``, bodies from the valid submit
   examples of ``schemas/corpus/<provider>/``).
@@ -18,19 +19,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 # httpcore runs `import sniffio` on every request. When sniffio is not installed (as here), each
 # failed import searches sys.path again (Python caches only successes), which made the measuring
@@ -46,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/load.py` from anywhere
     sys.path.insert(0, str(REPO))
 
+from wanmock.contracts.tools.launcher import LaunchError, ServeProcess  # noqa: E402
 from wanmock.schemas import catalog, resolve_pointer  # noqa: E402
 from wanmock.schemas.catalog import ROOT as SCHEMAS_ROOT  # noqa: E402
 
@@ -181,18 +181,17 @@ def serve_arguments(store: str | None, workers: int | None) -> list[str]:
     return [part for pair in wanted.items() for part in pair]
 
 
-class WanmockServer:
-    """``python -m wanmock.mockserver serve --port 0 ...`` in its own session; use as a context manager."""
+class WanmockServer(ServeProcess):
+    """``python -m wanmock.mockserver serve --host 127.0.0.1 --port 0 ...``, started, waited for and
+    stopped by the one launcher (``wanmock.contracts.tools.launcher.ServeProcess``: its own process
+    group, so a terminal's Ctrl-C reaches only the benchmark, which then stops it with SIGINT,
+    SIGTERM, SIGKILL); memory and CPU of it and its worker processes read from ``/proc``, and any
+    worker it leaves behind killed. Use as a context manager."""
 
     def __init__(self, *args: str, ready_timeout: float = 60.0) -> None:
         self.args = ["serve", "--host", "127.0.0.1", "--port", "0", *args]
-        self.command = [sys.executable, "-m", "wanmock.mockserver", *self.args]  # another server: replace it
-        self.ready_timeout = ready_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        self.origin = ""
-        self.banner: list[str] = []
-        self._stderr: IO[bytes] | None = None
-        self._drain: threading.Thread | None = None
+        command = [sys.executable, "-m", "wanmock.mockserver", *self.args]  # another server: replace it
+        super().__init__(command=command, ready_timeout=ready_timeout, cwd=REPO)
         self.pids: dict[int, int | None] = {}  # every process of the server seen: pid -> start time
 
     def _remember(self, tree: Iterable[int]) -> None:
@@ -200,88 +199,22 @@ class WanmockServer:
             self.pids.setdefault(pid, start_time(pid))
 
     @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+    def banner(self) -> list[str]:
+        return self.output().splitlines(keepends=True)[:50]
 
-    def __enter__(self) -> WanmockServer:
+    def start(self) -> WanmockServer:
         try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
+            super().start()
+        except LaunchError as exc:
+            raise BenchmarkError(str(exc)) from exc
+        self._remember(process_tree(self.pid))
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        # a file, not a pipe (a full pipe would block the server); closed in stop()
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.command,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the benchmark, which stops us
-        )
-        first = self._read_line(self.ready_timeout)
-        self.banner.append(first)
-        if " on http://" not in first:
-            raise BenchmarkError(f"wanmock serve did not print its origin: {first!r}\n{self.stderr_tail()}")
-        self.origin = first.rsplit(" on ", 1)[-1].strip()
-        self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
-        self._drain.start()
-        deadline = time.monotonic() + self.ready_timeout
-        with httpx.Client(base_url=self.origin, timeout=5) as client:
-            while True:  # poll for readiness; never sleep and hope
-                try:
-                    if client.get("/__admin/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if self.process.poll() is not None:
-                    raise BenchmarkError(f"wanmock serve exited with {self.process.returncode}\n{self.stderr_tail()}")
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(f"wanmock serve not ready after {self.ready_timeout:.0f} s")
-                time.sleep(0.05)
-        self._remember(process_tree(self.pid))
-
-    def _read_line(self, timeout: float) -> str:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        stream = self.process.stdout
-        line = b""
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(stream, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise BenchmarkError(f"wanmock serve printed no banner in {timeout:.0f} s\n{self.stderr_tail()}")
-                chunk = os.read(stream.fileno(), 1)
-                if not chunk:
-                    raise BenchmarkError(f"wanmock serve exited before its banner\n{self.stderr_tail()}")
-                line += chunk
-        return line.decode(errors="replace")
-
-    def _drain_stdout(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        for raw in iter(self.process.stdout.readline, b""):
-            if len(self.banner) < 50:
-                self.banner.append(raw.decode(errors="replace"))
+    def __enter__(self) -> WanmockServer:
+        return self.start()
 
     def stderr_tail(self, limit: int = 4000) -> str:
-        if self._stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            self._stderr.seek(0, os.SEEK_END)
-            size = self._stderr.tell()
-            self._stderr.seek(max(0, size - limit))
-            return self._stderr.read().decode(errors="replace")
-        return ""
+        return self.errors(limit)
 
     def memory(self) -> Memory:
         """RSS and high-water marks of the server and its workers (VmRSS, VmHWM)."""
@@ -299,22 +232,17 @@ class WanmockServer:
             return 0.0
         return sum(cpu_seconds(p) for p in process_tree(self.pid))
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """terminate, wait; kill after ``timeout`` (the server, then any worker left behind)."""
+    def stop(self, timeout: float = 15.0, first: int = signal.SIGINT) -> int | None:
+        """The launcher's stop (the group: SIGINT, then SIGTERM, SIGKILL after ``timeout``), then
+        SIGKILL for any process of its tree seen earlier that is still there."""
         process = self.process
-        if process is None:
-            return
+        if process is not None and process.poll() is None:
+            self._remember(process_tree(process.pid))
         try:
-            if process.poll() is None:
-                self._remember(process_tree(process.pid))
-            stop_tree(process, self.pids, timeout)
+            return super().stop(timeout, first)
         finally:
-            if process.stdout is not None:
-                process.stdout.close()
-            if self._stderr is not None:
-                self._stderr.close()
-                self._stderr = None
-            self.process = None
+            if process is not None:
+                kill_leftovers(process.pid, self.pids)
 
 
 def stop_tree(process: subprocess.Popen[bytes], known: dict[int, int | None], timeout: float) -> None:
@@ -330,16 +258,23 @@ def stop_tree(process: subprocess.Popen[bytes], known: dict[int, int | None], ti
                 process.kill()
                 process.wait(timeout)
     finally:
-        left = {pid: t for pid, t in known.items() if pid != process.pid and t is not None}
-        deadline = time.monotonic() + 5
-        while left and time.monotonic() < deadline:
-            left = {pid: t for pid, t in left.items() if start_time(pid) == t}
-            if left:
-                time.sleep(0.1)
-        for pid, started in left.items():
-            if start_time(pid) == started:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_leftovers(process.pid, known)
+
+
+def kill_leftovers(leader: int, known: dict[int, int | None]) -> None:
+    """Give the processes of a stopped server's tree (``known``: pid -> start time, ``leader``
+    aside) a few seconds to go, then SIGKILL those left (only a pid whose start time still
+    matches: never a later process that reused the pid)."""
+    left = {pid: t for pid, t in known.items() if pid != leader and t is not None}
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        left = {pid: t for pid, t in left.items() if start_time(pid) == t}
+        if left:
+            time.sleep(0.1)
+    for pid, started in left.items():
+        if start_time(pid) == started:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # -- requests of one provider, from the catalog -------------------------------------------

@@ -176,3 +176,33 @@ def test_no_import_cycle() -> None:
                     seen.add(nxt)
                     stack.append((nxt, [*trail, nxt]))
     assert cycles == []
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string in ``path``'s code: literals and f-string parts, docstrings aside."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_only_the_control_plane_client_spells_admin_paths() -> None:
+    """contracts/ calls a wanmock's /__admin/ only through tools/control.py (``Control``)."""
+    spelt = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "contracts").rglob("*.py"))
+        if path != ROOT / "contracts" / "tools" / "control.py"
+        for line, text in _code_strings(path)
+        if "/__admin" in text
+    ]
+    assert spelt == []

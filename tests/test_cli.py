@@ -18,6 +18,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from wanmock.contracts.tools.launcher import ServeProcess
 from wanmock.mockserver.cli import build_parser, main
 
 from tests.test_serve_cli import Server
@@ -125,14 +126,12 @@ def _interrupt(process: subprocess.Popen[str], ready: Any, timeout: float = 60) 
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_serve_without_a_traceback(tmp_path: Path) -> None:
-    log = tmp_path / "out"
-    with log.open("w") as stdout:
-        process = subprocess.Popen([*WANMOCK, "serve", "--port", "0"], stdout=stdout, stderr=subprocess.PIPE, text=True)
-        _, err = _interrupt(process, lambda: "control" in log.read_text())
-    assert process.returncode == 130
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "wanmock serve: interrupted"
+def test_ctrl_c_ends_serve_without_a_traceback() -> None:
+    with ServeProcess() as server:  # stopped with SIGINT, as a terminal's Ctrl-C
+        assert "control" in server.output()
+    assert server.returncode == 130
+    assert "Traceback" not in server.errors()
+    assert server.errors().strip().splitlines()[-1] == "wanmock serve: interrupted"
 
 
 @pytest.mark.slow
@@ -365,34 +364,15 @@ def test_a_wrong_setting_is_a_usage_error(setting: str, message: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_dropped_connection_logs_one_line(tmp_path: Path) -> None:
+def test_a_dropped_connection_logs_one_line() -> None:
     import httpx
 
-    errors = tmp_path / "err"
-    with errors.open("w") as stderr:
-        process = subprocess.Popen(
-            [*WANMOCK, "serve", "--port", "0", "--provider", "apiyi"], stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        try:
-            assert process.stdout is not None
-            origin = process.stdout.readline().rsplit(" on ", 1)[-1].strip()
-            with httpx.Client(base_url=origin, timeout=10) as http:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        if http.get("/__admin/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        assert time.monotonic() < deadline
-                        time.sleep(0.05)
-                http.post("/__admin/faults", json={"action": "drop", "endpoint": "poll", "count": 2})
-                for _ in range(2):
-                    with pytest.raises(httpx.TransportError):
-                        http.get("/v1/tasks/some-task", headers={"Authorization": "Bearer k"})
-        finally:
-            process.send_signal(signal.SIGINT)
-            process.communicate(timeout=30)
-    logged = errors.read_text()
+    with ServeProcess("--provider", "apiyi") as server, httpx.Client(base_url=server.origin, timeout=10) as http:
+        http.post("/__admin/faults", json={"action": "drop", "endpoint": "poll", "count": 2})
+        for _ in range(2):
+            with pytest.raises(httpx.TransportError):
+                http.get("/v1/tasks/some-task", headers={"Authorization": "Bearer k"})
+    logged = server.errors()
     assert "Traceback" not in logged
     assert [line for line in logged.splitlines() if "dropped" in line] == [
         line for line in logged.splitlines() if "connection dropped by a fault rule" in line

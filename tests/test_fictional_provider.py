@@ -159,32 +159,16 @@ def test_nothing_outside_its_own_files_names_it() -> None:
 
 
 @pytest.mark.slow
-def test_wanmock_serve_serves_it(tmp_path: Path) -> None:
+def test_wanmock_serve_serves_it() -> None:
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
+
+    from wanmock.contracts.tools.launcher import ServeProcess
 
     env = {**os.environ, "WANMOCK_SCHEMA_PATH": str(FICTIONAL)}
-    argv = [sys.executable, "-m", "wanmock.mockserver", "serve", "--port", "0", "--provider", "acme"]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        origin = process.stdout.readline().rsplit(" on ", 1)[-1].strip()
-        with httpx.Client(base_url=origin, timeout=10, headers={"Authorization": "Bearer k"}) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if http.get("/__admin/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+    with ServeProcess("--provider", "acme", env=env) as server:
+        assert server.providers == ("acme",)
+        with httpx.Client(base_url=server.origin, timeout=10, headers={"Authorization": "Bearer k"}) as http:
             answer = http.post("/v1/videos", json={"model": "acme-t2v-1", "text": "a cat"})
             assert answer.status_code == 200
             assert answer.json()["state"] == "waiting"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-    assert process.returncode == 130
+    assert server.returncode == 130

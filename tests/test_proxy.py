@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from wanmock.contracts.client import TextToVideo, WanClient
 from wanmock.contracts.client.transport import ASGIThreadTransport
+from wanmock.contracts.tools.launcher import ServeProcess
 from wanmock.contracts.tools.proxy import Proxy, create_proxy_app, passed_headers
 from wanmock.contracts.tools.traffic import Exchange, Findings, TrafficChecker, judge, value_at
 from wanmock.mockserver.app import create_app
@@ -651,39 +651,17 @@ def test_a_drop_rule_breaks_the_connection(served: Any) -> None:
 
 
 class ProxyCommand:
-    """`wanmock proxy --port 0` in a subprocess, ready when its health endpoint answers."""
+    """`wanmock proxy --port 0` through the one launcher, ready when its health endpoint answers."""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wanmock.mockserver", "proxy", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        banner = self.process.stdout.readline()
-        self.origin = banner.rsplit(" on ", 1)[-1].strip()
-        assert self.origin.startswith("http://127.0.0.1:"), banner + self.stop(signal.SIGKILL)[2]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.origin}/__proxy/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"the proxy did not become ready: {self.stop(signal.SIGKILL)[2]}")
-            time.sleep(0.05)
+        command = [sys.executable, "-m", "wanmock.mockserver", "proxy", "--port", "0", *args]
+        self.launched = ServeProcess(command=command, ready_path="/__proxy/health").start()
+        self.origin = self.launched.origin
 
-    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            out, err = self.process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate()
-        return self.process.returncode, out, err
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int | None, str, str]:
+        """Stop it with ``sig`` first; its exit status, standard output and error."""
+        code = self.launched.stop(timeout=30, first=sig)
+        return code, self.launched.output(), self.launched.errors()
 
 
 @pytest.mark.slow

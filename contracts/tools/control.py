@@ -24,6 +24,8 @@ import httpx
 ADMIN_TOKEN_HEADER = "X-Wanmock-Admin-Token"
 ADMIN_TOKEN_VARIABLE = "WANMOCK_ADMIN_TOKEN"
 TEST_HEADER = "X-Wanmock-Test"
+ADMIN_PREFIX = "/__admin"
+HEALTH_PATH = f"{ADMIN_PREFIX}/health"  # answers 200 with {"providers": [...], "clock": ...}
 
 
 class NotAWanmock(Exception):
@@ -96,7 +98,7 @@ def read_health(
     """The server's self-description, or None when ``origin`` does not answer as a wanmock."""
     try:
         with httpx.Client(transport=transport, timeout=timeout, headers=admin_headers()) as http:
-            answer = http.get(f"{origin}/__admin/health")
+            answer = http.get(f"{origin}{HEALTH_PATH}")
         health = answer.json() if answer.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
@@ -120,7 +122,7 @@ def identify(
     info = read_health(origin, transport=transport, timeout=timeout)
     if info is None:
         raise NotAWanmock(
-            f"{url} is not a wanmock server (GET {origin}/__admin/health did not answer as one); "
+            f"{url} is not a wanmock server (GET {origin}{HEALTH_PATH} did not answer as one); "
             "give the origin or a provider base URL that `wanmock serve` printed"
         )
     if path:
@@ -181,9 +183,11 @@ class Control:
     ) -> dict[str, Any]:
         """One control-plane call; its JSON answer. Raises ControlPlaneError on a 4xx/5xx."""
         clean = {k: v for k, v in (params or {}).items() if v is not None}
-        answer = self.http.request(method, f"/__admin{path}", json=body, params=clean)
+        answer = self.http.request(method, f"{ADMIN_PREFIX}{path}", json=body, params=clean)
         if answer.status_code >= 400:
-            raise ControlPlaneError(f"{method} /__admin{path}: {answer.status_code} {answer.text}", answer.status_code)
+            raise ControlPlaneError(
+                f"{method} {ADMIN_PREFIX}{path}: {answer.status_code} {answer.text}", answer.status_code
+            )
         if not answer.content:
             return {}
         found: dict[str, Any] = answer.json()

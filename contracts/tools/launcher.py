@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from wanmock.contracts.tools.control import admin_headers
+from wanmock.contracts.tools.control import HEALTH_PATH, admin_headers
 
 READY_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -119,7 +119,7 @@ class ServeProcess:
         command: Sequence[str] | None = None,
         python: str | None = None,
         token: str | None = None,
-        ready_path: str = "/__admin/health",
+        ready_path: str = HEALTH_PATH,
         ready_timeout: float = READY_SECONDS,
         env: Mapping[str, str] | None = None,
         cwd: Path | str | None = None,

@@ -664,9 +664,14 @@ def test_a_sqlite_batch_commits_its_writes_at_once_and_undoes_a_refused_one_alon
         assert {t.id for t in other.tasks()} == {"task-1", "task-2", "task-3"}
         assert other.get("dashscope", "task-1").final_state == "succeeded"  # type: ignore[union-attr]
         assert len(other.journal()) == 1
-        with pytest.raises(RuntimeError), store.batched():  # a batch that fails writes nothing
-            store.add(task(4))
-            raise RuntimeError("the batch broke")
+
+        def broken_batch() -> None:
+            with store.batched():
+                store.add(task(4))
+                raise RuntimeError("the batch broke")
+
+        with pytest.raises(RuntimeError):  # a batch that fails writes nothing
+            broken_batch()
         assert other.get("dashscope", "task-4") is None
         store.add(task(5))  # and the write lock is free again
         assert other.get("dashscope", "task-5") is not None

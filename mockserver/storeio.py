@@ -72,8 +72,9 @@ def _settle(done: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -
             future.set_result(value)
 
 
-def _serve(jobs: queue.SimpleQueue[Job | None]) -> None:
-    """A store thread: take every queued call (up to BATCH), run them in order, answer them."""
+def _serve(jobs: queue.SimpleQueue[Job | None], store: TaskStore) -> None:
+    """A store thread: take every queued call (up to BATCH), run them in order, answer them.
+    A store with ``batched()`` (SQLite) commits the batch's writes at once."""
     while True:
         job = jobs.get()
         if job is None:
@@ -88,29 +89,48 @@ def _serve(jobs: queue.SimpleQueue[Job | None]) -> None:
                 jobs.put(None)  # for the next thread: every thread stops
                 break
             batch.append(more)
-        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]] = {}
-        writes = [job for job in batch if isinstance(job[2], JournalWrite) and not job[1].done()]
-        for loop, future, call in batch:
-            if future.done() or isinstance(call, JournalWrite):  # given up: never write late what a 503 answered
-                continue
+        batched = getattr(store, "batched", None)
+        if batched is None:
+            answers = _run(batch)
+        else:  # one commit for the batch's writes (SQLite): answered once committed, or all failed
             try:
-                answer: tuple[asyncio.Future[Any], BaseException | None, Any] = (future, None, call())
-            except BaseException as exc:  # handed to the caller, who decides
-                answer = (future, exc, None)
-            answers.setdefault(loop, []).append(answer)
-        if writes:  # the batch's journal entries: one transaction (SQLite), one round trip (Redis)
-            first = writes[0][2]
-            assert isinstance(first, JournalWrite)
-            error: BaseException | None = None
-            try:
-                first.store.append_many([call.entry for _, _, call in writes if isinstance(call, JournalWrite)])
+                with batched():
+                    answers = _run(batch)
             except BaseException as exc:
-                error = exc
-            for loop, future, _ in writes:
-                answers.setdefault(loop, []).append((future, error, None))
+                answers = {}
+                for loop, future, _ in batch:
+                    answers.setdefault(loop, []).append((future, exc, None))
         for loop, done in answers.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_settle, done)
+
+
+Answers = dict[asyncio.AbstractEventLoop, list[tuple["asyncio.Future[Any]", BaseException | None, Any]]]
+
+
+def _run(batch: list[Job]) -> Answers:
+    """Run a batch's calls in order (its journal entries at once) and collect the answers."""
+    answers: Answers = {}
+    writes = [job for job in batch if isinstance(job[2], JournalWrite) and not job[1].done()]
+    for loop, future, call in batch:
+        if future.done() or isinstance(call, JournalWrite):  # given up: never write late what a 503 answered
+            continue
+        try:
+            answer: tuple[asyncio.Future[Any], BaseException | None, Any] = (future, None, call())
+        except BaseException as exc:  # handed to the caller, who decides
+            answer = (future, exc, None)
+        answers.setdefault(loop, []).append(answer)
+    if writes:  # the batch's journal entries: one transaction (SQLite), one round trip (Redis)
+        first = writes[0][2]
+        assert isinstance(first, JournalWrite)
+        error: BaseException | None = None
+        try:
+            first.store.append_many([call.entry for _, _, call in writes if isinstance(call, JournalWrite)])
+        except BaseException as exc:
+            error = exc
+        for loop, future, _ in writes:
+            answers.setdefault(loop, []).append((future, error, None))
+    return answers
 
 
 class JournalWrite:
@@ -149,7 +169,7 @@ class StoreIO:
                 self._jobs = queue.SimpleQueue()
                 for n in range(self._threads):
                     name = f"wanmock-store-{n}"
-                    threading.Thread(target=_serve, args=(self._jobs,), name=name, daemon=True).start()
+                    threading.Thread(target=_serve, args=(self._jobs, self.store), name=name, daemon=True).start()
             return self._jobs
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:

@@ -9,6 +9,7 @@ import http.client
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -636,3 +637,80 @@ def _parent(proc: Path) -> int | None:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+# -- SQLite group commit: one transaction per store-thread batch ------------------------------
+
+
+def test_a_sqlite_batch_commits_its_writes_at_once_and_undoes_a_refused_one_alone(tmp_path: Path) -> None:
+    from wanmock.mockserver.sqlite_store import SQLiteStore
+
+    path = tmp_path / "batch.db"
+    store, other = SQLiteStore(path), SQLiteStore(path)
+
+    def refuse(t: Task) -> None:
+        t.final_state = "canceled"
+        raise ValueError("refused")
+
+    try:
+        store.add(task(1))
+        with store.batched():
+            store.add(task(2))
+            with pytest.raises(ValueError, match="refused"):
+                store.transition("dashscope", "task-1", refuse)  # its write is rolled back alone
+            store.append(entry(0))
+            store.add(task(3))
+            assert other.get("dashscope", "task-2") is None  # nothing is visible before the batch commits
+        assert {t.id for t in other.tasks()} == {"task-1", "task-2", "task-3"}
+        assert other.get("dashscope", "task-1").final_state == "succeeded"  # type: ignore[union-attr]
+        assert len(other.journal()) == 1
+
+        def broken_batch() -> None:
+            with store.batched():
+                store.add(task(4))
+                raise RuntimeError("the batch broke")
+
+        with pytest.raises(RuntimeError):  # a batch that fails writes nothing
+            broken_batch()
+        assert other.get("dashscope", "task-4") is None
+        store.add(task(5))  # and the write lock is free again
+        assert other.get("dashscope", "task-5") is not None
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_failed_sqlite_batch_fails_every_call_of_it(tmp_path: Path) -> None:
+    """When a batch's commit fails, none of its callers is told it succeeded."""
+    import asyncio
+
+    from wanmock.mockserver.sqlite_store import SQLiteStore
+    from wanmock.mockserver.storeio import StoreIO, StoreUnavailable
+
+    store = SQLiteStore(tmp_path / "fail.db")
+    commits = 0
+    real_end = store._end
+
+    def failing_end(db: Any, *, commit: bool) -> None:
+        nonlocal commits
+        if commit:
+            commits += 1
+            real_end(db, commit=False)
+            raise sqlite3.OperationalError("disk I/O error")
+        real_end(db, commit=commit)
+
+    store._end = failing_end  # type: ignore[method-assign]
+    io = StoreIO(store)
+
+    async def both() -> list[Any]:
+        return await asyncio.gather(io.run(store.add, task(1)), io.run(store.add, task(2)), return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(both())
+        assert commits >= 1
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+        store._end = real_end  # type: ignore[method-assign]
+        assert store.tasks() == []
+    finally:
+        io.close()
+        store.close()

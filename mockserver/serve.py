@@ -28,6 +28,7 @@ from wanmock.mockserver.config import TIMINGS, ServerConfig, all_providers
 from wanmock.mockserver.guard import ADMIN_TOKEN_VARIABLE, admin_token, is_loopback, served_origins
 from wanmock.mockserver.netguard import PROTOCOL, PROTOCOLS, NetLimits, descriptor_budget
 from wanmock.mockserver.scrub import install_access_log_filter, mask_userinfo, url_password, with_password
+from wanmock.schemas import catalog
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -39,12 +40,23 @@ WORKERS_NEED_A_SHARED_STORE = "workers need a shared store: --store sqlite:///..
 REDIS_PASSWORD_VARIABLE = "WANMOCK_REDIS_PASSWORD"
 
 
+def root_providers(providers: tuple[str, ...]) -> list[str]:
+    """Those of ``providers`` that are also served at the root when several share the port (the
+    manifests' ``root``), in the order given."""
+    return [name for name in providers if catalog().provider(name).at_root]
+
+
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the mock server",
-        description="Serve every provider under /<provider>/ (modellix, aimlapi and apiyi also at "
-        "the root), or one provider at the root. GET /__admin/health answers 200 when ready.",
+        description=f"Serve every provider under /<provider>/ ({_listed(root_providers(all_providers()))} also "
+        "at the root), or one provider at the root. GET /__admin/health answers 200 when ready.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -456,8 +468,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(f"wanmock serving {', '.join(config.providers)} ({config.timing} timing) on {origin}\n")
     for provider, url in base_urls(config, origin).items():
         out.write(f"  {provider:<10} {url}\n")
-    if len(config.providers) > 1:
-        out.write(f"  (modellix, aimlapi and apiyi also at {origin}/)\n")
+    at_root = root_providers(config.providers)
+    if len(config.providers) > 1 and at_root:
+        out.write(f"  ({_listed(at_root)} also at {origin}/)\n")
     admin_origin = f"http://127.0.0.1:{args.admin_port_bound}" if config.admin_port is not None else origin
     guarded = " (admin token required)" if config.admin_token else ""
     out.write(f"  control    {admin_origin}/__admin/health{guarded}\n")

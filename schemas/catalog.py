@@ -181,6 +181,12 @@ class Provider:
         return self.manifest["task"]  # type: ignore[no-any-return]
 
     @property
+    def at_root(self) -> bool:
+        """Whether, with every provider on one port, this one is also served at the root (its
+        manifest's ``root``: its paths collide with no other root provider's)."""
+        return "root" in self.manifest
+
+    @property
     def model_in_path(self) -> bool:
         return bool(self.manifest["model_in"] == "path")
 

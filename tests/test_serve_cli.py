@@ -103,6 +103,13 @@ def test_serve_prints_every_provider_base_url(server: Server) -> None:
     assert server.banner[0].startswith("wanmock serving ")
     providers = catalog().providers
     assert all(name in server.banner[0] for name in providers)
+    for name in providers:
+        assert f"  {name:<10} {server.origin}/{name}\n" in server.banner
+    # the providers also at the root are those whose manifest has "root" (no list in the code)
+    [also] = [line for line in server.banner if "also at" in line]
+    rooted = sorted(name for name in providers if "root" in catalog().provider(name).manifest)
+    assert 0 < len(rooted) < len(providers)
+    assert also == f"  ({', '.join(rooted[:-1])} and {rooted[-1]} also at {server.origin}/)\n"
 
 
 def test_one_provider_is_served_at_the_root() -> None:

@@ -167,6 +167,18 @@ class RedisStore:
     def add(self, task: Task) -> Task:
         """One round trip (a script): sweep expired tasks, number the task when its seq is 0,
         write it and its indexes."""
+        return self._queue_add(self.redis, task)(self._add(**self._add_call(task)))
+
+    def _queue_add(self, client: Any, task: Task) -> Callable[[Any], Task]:
+        """What finishes an ``add`` once its script has answered (the task, numbered)."""
+
+        def numbered(seq: Any) -> Task:
+            task.seq = int(seq)
+            return task
+
+        return numbered
+
+    def _add_call(self, task: Task) -> dict[str, Any]:
         data = task.to_dict()
         if not task.seq:
             del data["seq"]
@@ -189,8 +201,74 @@ class RedisStore:
             self.prefix,
             SWEEP_BATCH,
         ]
-        task.seq = int(cast(int, self._add(keys=keys, args=args)))
-        return task
+        return {"keys": keys, "args": args}
+
+    # -- batches: the calls a store thread finds queued together, in one round trip ----------
+
+    def run_calls(self, calls: list[Callable[[], Any]]) -> list[tuple[BaseException | None, Any]]:
+        """Run a store thread's batch in order: the adds, gets and fault-rule reads among them go
+        in one pipeline (one round trip, answered in order by Redis), any other call alone (the
+        pipeline sent first, so it sees what came before it). A lost connection fails every call
+        of the pipeline; a command's own error fails its call only."""
+        out: list[tuple[BaseException | None, Any]] = []
+        pending: list[tuple[int, Callable[[Any], Any]]] = []
+        pipe: Any = None
+
+        def flush() -> None:
+            nonlocal pipe
+            if not pending:
+                return
+            try:
+                results = pipe.execute(raise_on_error=False)
+            except BaseException as exc:
+                for index, _ in pending:
+                    out[index] = (exc, None)
+            else:
+                for (index, finish), result in zip(pending, results, strict=True):
+                    if isinstance(result, BaseException):
+                        out[index] = (result, None)
+                        continue
+                    try:
+                        out[index] = (None, finish(result))
+                    except BaseException as exc:
+                        out[index] = (exc, None)
+            pending.clear()
+            pipe = None
+
+        for call in calls:
+            out.append((None, None))
+            if pipe is None:
+                pipe = self.redis.pipeline(transaction=False)
+            finish = self._pipelined(pipe, call)
+            if finish is not None:
+                pending.append((len(out) - 1, finish))
+                continue
+            flush()
+            try:
+                out[-1] = (None, call())
+            except BaseException as exc:
+                out[-1] = (exc, None)
+        flush()
+        return out
+
+    def _pipelined(self, pipe: Any, call: Callable[[], Any]) -> Callable[[Any], Any] | None:
+        """Queue ``call`` on ``pipe`` when it is one that can be (add, get, the fault rules) and
+        return what turns its answer into the call's result; None for any other call."""
+        func = getattr(call, "func", None)
+        args: tuple[Any, ...] = getattr(call, "args", ())
+        if func is None or getattr(call, "keywords", None):
+            return None
+        if func == self.add and len(args) == 1:
+            self._add(client=pipe, **self._add_call(args[0]))
+            return self._queue_add(pipe, args[0])
+        if func == self.get and len(args) == 2:
+            pipe.get(self.key("task", *args))
+            return lambda data: None if data is None else Task.from_dict(json.loads(data))
+        if func == self._faults.rules and len(args) <= 1:
+            test_id = args[0] if args else None
+            pipe.hgetall(self._faults.key)
+            return lambda raw: [r for r in self._faults.parse(raw) if test_id is None or r.test_id == test_id]
+        return None
 
     def _forget(self, members: list[str]) -> None:
         """Delete these tasks and their index entries (the per-test index needs each test id)."""
@@ -332,14 +410,14 @@ class RedisFaultRules:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
-        self._key = store.key("rules")
+        self._key = self.key = store.key("rules")
 
     @staticmethod
-    def _parse(raw: Mapping[str, str]) -> list[FaultRule]:
+    def parse(raw: Mapping[str, str]) -> list[FaultRule]:
         return [FaultRule(**json.loads(raw[n])) for n in sorted(raw, key=int)]
 
     def _all(self) -> list[FaultRule]:
-        return self._parse(cast(dict[str, str], self._store.redis.hgetall(self._key)))
+        return self.parse(cast(dict[str, str], self._store.redis.hgetall(self._key)))
 
     def add(self, rule: FaultRule) -> FaultRule:
         n = int(self._store.redis.incr(self._store.key("rule_seq")))
@@ -370,7 +448,7 @@ class RedisFaultRules:
         fired: list[FaultRule] = []
 
         def spend(pipe: Any) -> None:
-            fired[:] = choose(self._parse(pipe.hgetall(self._key)), scope, actions)
+            fired[:] = choose(self.parse(pipe.hgetall(self._key)), scope, actions)
             pipe.multi()
             for rule in fired:
                 n = rule.id.partition("-")[2]

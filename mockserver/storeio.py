@@ -91,11 +91,11 @@ def _serve(jobs: queue.SimpleQueue[Job | None], store: TaskStore) -> None:
             batch.append(more)
         batched = getattr(store, "batched", None)
         if batched is None:
-            answers = _run(batch)
+            answers = _run(batch, store)
         else:  # one commit for the batch's writes (SQLite): answered once committed, or all failed
             try:
                 with batched():
-                    answers = _run(batch)
+                    answers = _run(batch, store)
             except BaseException as exc:
                 answers = {}
                 for loop, future, _ in batch:
@@ -108,18 +108,23 @@ def _serve(jobs: queue.SimpleQueue[Job | None], store: TaskStore) -> None:
 Answers = dict[asyncio.AbstractEventLoop, list[tuple["asyncio.Future[Any]", BaseException | None, Any]]]
 
 
-def _run(batch: list[Job]) -> Answers:
+def _outcome(call: Callable[[], Any]) -> tuple[BaseException | None, Any]:
+    try:
+        return None, call()
+    except BaseException as exc:  # handed to the caller, who decides
+        return exc, None
+
+
+def _run(batch: list[Job], store: TaskStore) -> Answers:
     """Run a batch's calls in order (its journal entries at once) and collect the answers."""
     answers: Answers = {}
     writes = [job for job in batch if isinstance(job[2], JournalWrite) and not job[1].done()]
-    for loop, future, call in batch:
-        if future.done() or isinstance(call, JournalWrite):  # given up: never write late what a 503 answered
-            continue
-        try:
-            answer: tuple[asyncio.Future[Any], BaseException | None, Any] = (future, None, call())
-        except BaseException as exc:  # handed to the caller, who decides
-            answer = (future, exc, None)
-        answers.setdefault(loop, []).append(answer)
+    # given up: never write late what a 503 answered; journal entries are written below, at once
+    live = [job for job in batch if not job[1].done() and not isinstance(job[2], JournalWrite)]
+    together = getattr(store, "run_calls", None)  # Redis: one pipeline for the batch
+    outcomes = together([call for _, _, call in live]) if together is not None else [_outcome(c) for _, _, c in live]
+    for (loop, future, _), (failure, value) in zip(live, outcomes, strict=True):
+        answers.setdefault(loop, []).append((future, failure, value))
     if writes:  # the batch's journal entries: one transaction (SQLite), one round trip (Redis)
         first = writes[0][2]
         assert isinstance(first, JournalWrite)

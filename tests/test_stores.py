@@ -714,3 +714,84 @@ def test_a_failed_sqlite_batch_fails_every_call_of_it(tmp_path: Path) -> None:
     finally:
         io.close()
         store.close()
+
+
+# -- Redis: a store thread's batch in one pipeline --------------------------------------------
+
+
+def test_a_redis_batch_runs_in_order_in_one_pipeline(redis_server: RedisServer) -> None:
+    import functools
+
+    from wanmock.mockserver.redis_store import RedisStore
+
+    store = store_from_url(redis_server.url(f"t{uuid.uuid4().hex[:12]}:"))
+    assert isinstance(store, RedisStore)
+    rules = store.fault_rules()
+    sent: list[int] = []
+    real_pipeline = store.redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted(*a: Any, **k: Any) -> Any:
+            sent.append(len(pipe.command_stack))
+            return execute(*a, **k)
+
+        pipe.execute = counted
+        return pipe
+
+    store.redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+
+    def cancel(t: Task) -> None:
+        t.final_state = "canceled"
+
+    try:
+        calls = [
+            functools.partial(rules.rules),
+            functools.partial(store.add, task(0, seq=0)),
+            functools.partial(store.get, "dashscope", "task-0"),  # sees the add before it
+            functools.partial(store.transition, "dashscope", "task-0", cancel),  # alone, after those
+            functools.partial(store.get, "dashscope", "task-0"),  # sees the transition
+            functools.partial(store.get, "dashscope", "no-such-task"),
+        ]
+        outcomes = store.run_calls(calls)
+        assert [error for error, _ in outcomes] == [None] * 6
+        found_rules, added, got, changed, after, missing = (value for _, value in outcomes)
+        assert found_rules == []
+        assert added.seq > 0 and got.id == "task-0" and got.seq == added.seq
+        assert got.final_state == "succeeded" and changed.final_state == after.final_state == "canceled"
+        assert missing is None
+        assert sent[0] == 3  # rules, add and get went in one round trip (transition is a transaction)
+    finally:
+        store.close()
+
+
+def test_a_lost_redis_fails_every_call_of_the_pipeline_and_nothing_else(redis_server: RedisServer) -> None:
+    import functools
+
+    import redis as redis_client
+    from wanmock.mockserver.redis_store import RedisStore
+
+    store = store_from_url(redis_server.url(f"t{uuid.uuid4().hex[:12]}:"))
+    assert isinstance(store, RedisStore)
+    real_pipeline = store.redis.pipeline
+
+    def broken_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+
+        def lost(*a: Any, **k: Any) -> Any:
+            raise redis_client.ConnectionError("Connection reset by peer")
+
+        pipe.execute = lost
+        return pipe
+
+    store.redis.pipeline = broken_pipeline  # type: ignore[method-assign]
+    try:
+        outcomes = store.run_calls(
+            [functools.partial(store.add, task(1)), functools.partial(store.get, "dashscope", "x")]
+        )
+        assert all(isinstance(error, redis_client.ConnectionError) for error, _ in outcomes)
+        assert all(isinstance(error, store.failures) for error, _ in outcomes)  # answered 503 by StoreIO
+    finally:
+        store.close()

@@ -759,8 +759,11 @@ def test_a_redis_batch_runs_in_order_in_one_pipeline(redis_server: RedisServer) 
         assert [error for error, _ in outcomes] == [None] * 6
         found_rules, added, got, changed, after, missing = (value for _, value in outcomes)
         assert found_rules == []
-        assert added.seq > 0 and got.id == "task-0" and got.seq == added.seq
-        assert got.final_state == "succeeded" and changed.final_state == after.final_state == "canceled"
+        assert added.seq > 0
+        assert got.id == "task-0"
+        assert got.seq == added.seq
+        assert got.final_state == "succeeded"
+        assert changed.final_state == after.final_state == "canceled"
         assert missing is None
         assert sent[0] == 3  # rules, add and get went in one round trip (transition is a transaction)
     finally:

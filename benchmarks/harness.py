@@ -181,6 +181,14 @@ def serve_arguments(store: str | None, workers: int | None) -> list[str]:
     return [part for pair in wanted.items() for part in pair]
 
 
+def server_module(python: str | None) -> str:
+    """The module that runs ``wanmock serve`` under ``python`` (ours when None)."""
+    if python is None:
+        return "wanmock.mockserver"
+    probe = subprocess.run([python, "-c", "import wanmock.mockserver"], capture_output=True, check=False, timeout=60)
+    return "wanmock.mockserver" if probe.returncode == 0 else "mockserver"
+
+
 class WanmockServer(ServeProcess):
     """``python -m wanmock.mockserver serve --host 127.0.0.1 --port 0 ...``, started, waited for and
     stopped by the one launcher (``wanmock.contracts.tools.launcher.ServeProcess``: its own process
@@ -188,10 +196,13 @@ class WanmockServer(ServeProcess):
     SIGTERM, SIGKILL); memory and CPU of it and its worker processes read from ``/proc``, and any
     worker it leaves behind killed. Use as a context manager."""
 
-    def __init__(self, *args: str, ready_timeout: float = 60.0) -> None:
+    def __init__(self, *args: str, ready_timeout: float = 60.0, python: str | None = None) -> None:
         self.args = ["serve", "--host", "127.0.0.1", "--port", "0", *args]
-        command = [sys.executable, "-m", "wanmock.mockserver", *self.args]  # another server: replace it
-        super().__init__(command=command, ready_timeout=ready_timeout, cwd=REPO)
+        # ``python``: another checkout's interpreter (its own wanmock), for side-by-side figures;
+        # a checkout older than the wanmock namespace has its server as ``mockserver``
+        command = [python or sys.executable, "-m", server_module(python), *self.args]
+        cwd = REPO if python is None else Path(tempfile.gettempdir())  # not ours on its sys.path
+        super().__init__(command=command, ready_timeout=ready_timeout, cwd=cwd)
         self.pids: dict[int, int | None] = {}  # every process of the server seen: pid -> start time
 
     def _remember(self, tree: Iterable[int]) -> None:

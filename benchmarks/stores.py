@@ -198,16 +198,7 @@ class Server(WanmockServer):
     """``wanmock serve`` run by a given interpreter (another checkout's venv), or ours."""
 
     def __init__(self, *args: str, python: str | None = None) -> None:
-        super().__init__(*args)
-        self.python = python or sys.executable
-
-    def start(self) -> None:
-        ours = sys.executable
-        sys.executable = self.python  # WanmockServer starts `sys.executable -m wanmock.mockserver`
-        try:
-            super().start()
-        finally:
-            sys.executable = ours
+        super().__init__(*args, python=python)
 
 
 @contextlib.contextmanager

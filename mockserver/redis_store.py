@@ -41,7 +41,9 @@ from wanmock.mockserver.store import (
     DEFAULT_TIMEOUT,
     JournalEntry,
     StoreError,
+    dumps_text,
     evict_at,
+    loads_text,
 )
 from wanmock.mockserver.tasks import Task
 
@@ -153,7 +155,7 @@ class RedisStore:
 
     def _write(self, pipe: Any, task: Task) -> None:
         member = _member(task.provider, task.id)
-        pipe.set(self.key("task", task.provider, task.id), json.dumps(task.to_dict()))
+        pipe.set(self.key("task", task.provider, task.id), dumps_text(task.to_dict()))
         pipe.zadd(self.key("tasks"), {member: task.seq})
         pipe.zadd(self.key("provider", task.provider), {member: task.seq})
         if task.test_id is not None:
@@ -193,7 +195,7 @@ class RedisStore:
         ]
         args: list[str | int | float] = [
             _member(task.provider, task.id),
-            json.dumps(data),
+            dumps_text(data),
             task.seq,
             "" if when is None else repr(when),
             repr(task.created_at),
@@ -263,7 +265,7 @@ class RedisStore:
             return self._queue_add(pipe, args[0])
         if func == self.get and len(args) == 2:
             pipe.get(self.key("task", *args))
-            return lambda data: None if data is None else Task.from_dict(json.loads(data))
+            return lambda data: None if data is None else Task.from_dict(loads_text(data))
         if func == self._faults.rules and len(args) <= 1:
             test_id = args[0] if args else None
             pipe.hgetall(self._faults.key)
@@ -302,7 +304,7 @@ class RedisStore:
             if data is None:
                 changed[0] = None
                 return
-            task = Task.from_dict(json.loads(data))
+            task = Task.from_dict(loads_text(data))
             change(task)  # may raise: nothing is written
             pipe.multi()
             self._write(pipe, task)
@@ -316,7 +318,7 @@ class RedisStore:
 
     def get(self, provider: str, task_id: str) -> Task | None:
         data = cast(str | None, self.redis.get(self.key("task", provider, task_id)))
-        return None if data is None else Task.from_dict(json.loads(data))
+        return None if data is None else Task.from_dict(loads_text(data))
 
     def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]:
         if test_id is not None:
@@ -331,7 +333,7 @@ class RedisStore:
         if not members:
             return []
         found = cast(list[str | None], self.redis.mget([self.key("task", *m.split(":", 1)) for m in members]))
-        return [Task.from_dict(json.loads(data)) for data in found if data is not None]
+        return [Task.from_dict(loads_text(data)) for data in found if data is not None]
 
     # -- journal --------------------------------------------------------------------------
 
@@ -341,7 +343,7 @@ class RedisStore:
         if not entry.seq:
             del data["seq"]
         self._append(
-            keys=[self.key("seq"), self.key("journal")], args=[json.dumps(data), entry.seq, self.journal_limit]
+            keys=[self.key("seq"), self.key("journal")], args=[dumps_text(data), entry.seq, self.journal_limit]
         )
 
     def append_many(self, entries: list[JournalEntry]) -> None:
@@ -355,14 +357,14 @@ class RedisStore:
             data = entry.to_dict()
             if not entry.seq:
                 del data["seq"]
-            self._append(keys=keys, args=[json.dumps(data), entry.seq, self.journal_limit], client=pipe)
+            self._append(keys=keys, args=[dumps_text(data), entry.seq, self.journal_limit], client=pipe)
         pipe.execute()
 
     def _journal_raw(self) -> list[str]:
         return cast(list[str], self.redis.lrange(self.key("journal"), 0, -1))
 
     def journal(self) -> list[JournalEntry]:
-        return [JournalEntry.from_dict(json.loads(raw)) for raw in reversed(self._journal_raw())]
+        return [JournalEntry.from_dict(loads_text(raw)) for raw in reversed(self._journal_raw())]
 
     def reset(self, test_id: str | None = None) -> None:
         if test_id is None:

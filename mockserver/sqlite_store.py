@@ -28,7 +28,9 @@ from wanmock.mockserver.store import (
     DEFAULT_TIMEOUT,
     JournalEntry,
     StoreError,
+    dumps_text,
     evict_at,
+    loads_text,
 )
 from wanmock.mockserver.tasks import Task
 
@@ -202,6 +204,32 @@ class SQLiteStore:
             batch.append(self._begin())
         return batch[0]
 
+    def run_calls(self, calls: list[Callable[[], Any]]) -> list[tuple[BaseException | None, Any]]:
+        """Run a store thread's batch in order (inside :meth:`batched`): the fault rules are read
+        once for a run of calls that cannot change them (task adds and reads), not once each."""
+        out: list[tuple[BaseException | None, Any]] = []
+        cached: list[FaultRule] | None = None
+        rules, keep = self._faults.rules, (self.add, self.get)
+        for call in calls:
+            func, args = getattr(call, "func", None), getattr(call, "args", ())
+            if func == rules and not getattr(call, "keywords", None) and len(args) <= 1:
+                try:
+                    if cached is None:
+                        cached = rules()
+                except BaseException as exc:
+                    out.append((exc, None))
+                    continue
+                test_id = args[0] if args else None
+                out.append((None, [r for r in cached if test_id is None or r.test_id == test_id]))
+                continue
+            if func not in keep:
+                cached = None  # any other call may change the rules (a take, a reset)
+            try:
+                out.append((None, call()))
+            except BaseException as exc:
+                out.append((exc, None))
+        return out
+
     @contextmanager
     def batched(self) -> Iterator[None]:
         """Run a batch of calls (a store thread's queue) with one commit for all their writes
@@ -231,7 +259,7 @@ class SQLiteStore:
     # -- tasks ----------------------------------------------------------------------------
 
     def _row(self, task: Task) -> tuple[Any, ...]:
-        data = json.dumps(task.to_dict())
+        data = dumps_text(task.to_dict())
         when = evict_at(task, self.evict_grace)
         return (task.provider, task.id, task.test_id, task.seq, task.created_at, when, data)
 
@@ -265,7 +293,7 @@ class SQLiteStore:
             row = db.execute("SELECT data FROM tasks WHERE provider = ? AND id = ?", (provider, task_id)).fetchone()
             if row is None:
                 return None
-            task = Task.from_dict(json.loads(row[0]))
+            task = Task.from_dict(loads_text(row[0]))
             change(task)  # may raise: the transaction is rolled back
             db.execute(TASK_UPSERT, self._row(task))
         return task
@@ -276,7 +304,7 @@ class SQLiteStore:
             .execute("SELECT data FROM tasks WHERE provider = ? AND id = ?", (provider, task_id))
             .fetchone()
         )
-        return None if row is None else Task.from_dict(json.loads(row[0]))
+        return None if row is None else Task.from_dict(loads_text(row[0]))
 
     def tasks(self, provider: str | None = None, test_id: str | None = None) -> list[Task]:
         where, values = [], []
@@ -288,7 +316,7 @@ class SQLiteStore:
             values.append(test_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self.connection().execute(f"SELECT data FROM tasks{clause} ORDER BY seq", values)
-        return [Task.from_dict(json.loads(data)) for (data,) in rows]
+        return [Task.from_dict(loads_text(data)) for (data,) in rows]
 
     def ping(self) -> None:
         """The store answers when it can take the write lock (readers never wait in WAL mode)."""
@@ -317,14 +345,14 @@ class SQLiteStore:
                 if not entry.seq:
                     seq += 1
                     data["seq"] = seq
-                rows.append((entry.test_id, json.dumps(data)))
+                rows.append((entry.test_id, dumps_text(data)))
             db.executemany("INSERT INTO journal (test_id, data) VALUES (?, ?)", rows)
             (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
             db.execute("DELETE FROM journal WHERE n <= ?", (int(last) - self.journal_limit,))
 
     def journal(self) -> list[JournalEntry]:
         rows = self.connection().execute("SELECT data FROM journal ORDER BY n")
-        return [JournalEntry.from_dict(json.loads(data)) for (data,) in rows]
+        return [JournalEntry.from_dict(loads_text(data)) for (data,) in rows]
 
     def reset(self, test_id: str | None = None) -> None:
         with self.transaction() as db:

@@ -239,13 +239,25 @@ _TEST, _OWNER, _REQUEST, _SEQ = range(15, 19)
 _INTERN_LIMIT = 4096  # distinct short strings shared between tasks (models, owners, test ids)
 
 
-def _json_text(value: dict[str, Any]) -> str:
-    if not value:
-        return ""
+def dumps_text(value: Any) -> str:
+    """JSON text of a stored value, by orjson where it can (what orjson cannot encode, such as an
+    integer beyond 64 bits or a lone surrogate, by the standard library)."""
     try:
         return orjson.dumps(value).decode()
-    except TypeError:  # what orjson cannot encode (an integer beyond 64 bits, a lone surrogate)
+    except TypeError:
         return json.dumps(value, separators=(",", ":"))
+
+
+def loads_text(text: str | bytes) -> Any:
+    """A stored value from its JSON text (orjson; the standard library for what it refuses)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    return dumps_text(value) if value else ""
 
 
 class MemoryStore:

@@ -18,8 +18,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, entry_points, version
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
@@ -39,7 +41,15 @@ exit codes: 0 success, 1 checks failed / invalid / drift found, 2 usage error, 3
 """
 
 
+# This package's own command, found without reading the installed entry points (importing
+# importlib.metadata and scanning every distribution costs ~50 ms of `wanmock serve`'s start-up).
+# It is the same as pyproject.toml's entry point (tests/test_cli.py keeps the two the same).
+OWN_COMMANDS = {"serve": "wanmock.mockserver.serve:add_parser"}
+
+
 def wanmock_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("wanmock")
     except PackageNotFoundError:  # pragma: no cover - running from a checkout that is not installed
@@ -70,9 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    entries = sorted(entry_points(group="wanmock.commands"), key=lambda e: e.name)
-    if any(entry.name == command for entry in entries):
-        entries = [entry for entry in entries if entry.name == command]
+    entries = [_Own(command)] if command in OWN_COMMANDS else registered(command)
     for entry in entries:
         try:
             add_parser = entry.load()
@@ -81,6 +89,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             continue
         add_parser(commands)
     return parser
+
+
+def registered(command: str | None = None) -> list[Any]:
+    """The ``wanmock.commands`` entry points: only ``command``'s when it is one of them."""
+    from importlib.metadata import entry_points
+
+    entries: list[EntryPoint] = sorted(entry_points(group="wanmock.commands"), key=lambda e: e.name)
+    if any(entry.name == command for entry in entries):
+        entries = [entry for entry in entries if entry.name == command]
+    return entries
+
+
+class _Own:
+    """One of OWN_COMMANDS, loaded as its entry point would be."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value = OWN_COMMANDS[name]
+
+    def load(self) -> Any:
+        import importlib
+
+        module, _, function = self.value.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

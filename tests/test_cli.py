@@ -390,3 +390,17 @@ def test_the_redis_store_without_redis_says_what_to_install(monkeypatch: pytest.
     code, _, err = run("serve", "--store", "redis://127.0.0.1:6379/0")
     assert code == 2
     assert "wanmock[redis]" in err
+
+
+def test_the_commands_found_without_entry_points_are_the_installed_ones() -> None:
+    """`wanmock serve` skips reading the installed entry points (start-up): the commands it
+    knows by heart must be exactly what pyproject.toml registers."""
+    from wanmock.mockserver.cli import OWN_COMMANDS, registered
+
+    installed = {entry.name: entry.value for entry in registered()}
+    assert OWN_COMMANDS.items() <= installed.items()
+    probe = (
+        "import sys, wanmock.mockserver.cli as c; c.build_parser('serve'); print('importlib.metadata' in sys.modules)"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"

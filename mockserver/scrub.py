@@ -28,6 +28,7 @@ import hmac
 import logging
 import re
 import secrets as _secrets
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
@@ -36,6 +37,7 @@ REDACTED = "<redacted>"
 MIN_SECRET_LENGTH = 6  # shorter values (e.g. "test") would blank out ordinary words
 FINGERPRINT_HEX = 16  # 64 bits
 FINGERPRINT_CACHE = 1024  # fingerprints kept per store (cleared when full)
+SEEN_LIMIT = 1024  # short strings a scrubber remembers the scrubbed form of
 
 
 NAME_PUNCTUATION = re.compile(r"[-_.\s]")
@@ -194,6 +196,8 @@ class Scrubber:
         self.forms = tuple(sorted(spelled, key=len, reverse=True))
         self.fingerprint = fingerprint
         self.margin = len(self.forms[0]) if self.forms else 0  # wanmock.mockserver.limits.Cleaner
+        self.shortest = len(self.forms[-1]) if self.forms else sys.maxsize
+        self._seen: dict[str, str] = {}
         self.redacted = REDACTED
 
     @staticmethod
@@ -209,10 +213,20 @@ class Scrubber:
         return Scrubber(secrets, fingerprint)
 
     def text(self, text: str) -> str:
+        if len(text) < self.shortest:  # no form fits (and no form at all: shortest is huge)
+            return text
+        short = len(text) <= SHORT_NAME
+        if short:  # names and short values come back request after request: scrubbed once
+            found = self._seen.get(text)
+            if found is not None:
+                return found
+        clean = text
         for form in self.forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        return text
+            if form in clean:
+                clean = clean.replace(form, REDACTED)
+        if short and len(self._seen) < SEEN_LIMIT:
+            self._seen[text] = clean
+        return clean
 
     def value(self, obj: Any) -> Any:
         """A copy of a JSON-like value: secret-named fields redacted, secret values replaced."""

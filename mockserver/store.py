@@ -157,6 +157,38 @@ class JournalEntry:
         known = {k: v for k, v in data.items() if k in ENTRY_FIELDS}
         return cls(**known)
 
+    def flat(self, formatters: dict[int, Callable[[tuple[Any, ...]], Parts]]) -> tuple[Any, ...] | None:
+        """A deferred, unread entry as one flat tuple (``formatters`` learns its formatter, the
+        tuple names it by a number); None when the entry is formatted already."""
+        formatter = self._formatter
+        if formatter is None or self._parts is not None:
+            return None
+        formatters.setdefault(id(formatter), formatter)
+        return (
+            self.seq,
+            self.at,
+            self.provider,
+            self.method,
+            self.status,
+            self.test_id,
+            self.task_id,
+            self.endpoint,
+            tuple(self.warnings),
+            self.size_hint,
+            id(formatter),
+            self._raw,
+        )
+
+    @classmethod
+    def from_flat(
+        cls, record: tuple[Any, ...], formatters: dict[int, Callable[[tuple[Any, ...]], Parts]]
+    ) -> JournalEntry:
+        seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, formatter, raw = record
+        return cls(
+            seq, at, provider, method, "", "", status, test_id, task_id, endpoint,
+            warnings=warnings, formatter=formatters[formatter], raw=raw, size_hint=size,
+        )  # fmt: skip
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JournalEntry) and self.to_dict() == other.to_dict()
 
@@ -166,6 +198,7 @@ class JournalEntry:
         return f"JournalEntry(seq={self.seq}, {self.method} {self.path}, status={self.status})"
 
 
+FLAT_TEST = 5  # where a flat entry (JournalEntry.flat) keeps its test id
 ENTRY_FIELDS = frozenset(
     {"seq", "at", "provider", "method", "path", "query", "status", "test_id", "task_id", "endpoint"}
     | {"request_body", "response_body", "request_headers", "warnings"}
@@ -282,7 +315,9 @@ class MemoryStore:
             raise ValueError("journal_limit, journal_bytes and task_limit must be positive, evict_grace not negative")
         self._tasks: dict[str, tuple[Any, ...]] = {}
         self._order: deque[str] = deque()  # keys in creation order (may hold forgotten ones)
-        self._journal: deque[JournalEntry] = deque(maxlen=journal_limit)
+        self._journal: deque[JournalEntry | tuple[Any, ...]] = deque(maxlen=journal_limit)
+        self._formatters: dict[int, Callable[[tuple[Any, ...]], Parts]] = {}  # by id: one per pipeline
+        self._read: dict[int, JournalEntry] = {}  # seq -> the entry built from its record when read
         self._sizes: deque[int] = deque()  # each entry's JSON size, oldest first
         self.journal_bytes = journal_bytes
         self.journal_size = 0  # bytes the kept entries take (at most journal_bytes)
@@ -460,29 +495,50 @@ class MemoryStore:
 
     # -- journal --------------------------------------------------------------------------
 
+    # A deferred entry (the server's) is kept as a flat tuple of immutable values, which the
+    # garbage collector stops tracking, and built into a JournalEntry when first read: an entry
+    # object per request would add to every full collection's work as long as it is kept.
+
     def append(self, entry: JournalEntry) -> None:
         size = entry.size_hint or entry_size(entry.to_dict())  # a deferred entry is formatted when read
         with self._lock:
             if not entry.seq:
                 self._seq += 1
                 entry.seq = self._seq
+            record = entry.flat(self._formatters)
             if len(self._journal) == self._journal.maxlen:
-                self._journal.popleft()
-                self.journal_size -= self._sizes.popleft()
-            self._journal.append(entry)
+                self._forget_oldest()
+            self._journal.append(entry if record is None else record)
             self._sizes.append(size)
             self.journal_size += size
             while self.journal_size > self.journal_bytes and len(self._journal) > 1:
-                self._journal.popleft()
-                self.journal_size -= self._sizes.popleft()
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        record = self._journal.popleft()
+        self.journal_size -= self._sizes.popleft()
+        if isinstance(record, tuple):
+            self._read.pop(record[0], None)
 
     def append_many(self, entries: list[JournalEntry]) -> None:
         for entry in entries:
             self.append(entry)
 
+    def _entry(self, record: JournalEntry | tuple[Any, ...]) -> JournalEntry:
+        if isinstance(record, JournalEntry):
+            return record
+        found = self._read.get(record[0])
+        if found is None:
+            found = self._read[record[0]] = JournalEntry.from_flat(record, self._formatters)
+        return found
+
     def journal(self) -> list[JournalEntry]:
         with self._lock:
-            return list(self._journal)
+            return [self._entry(record) for record in self._journal]
+
+    @staticmethod
+    def _test_of(record: JournalEntry | tuple[Any, ...]) -> str | None:
+        return record.test_id if isinstance(record, JournalEntry) else record[FLAT_TEST]
 
     def reset(self, test_id: str | None = None) -> None:
         with self._lock:
@@ -491,14 +547,16 @@ class MemoryStore:
                 self._order.clear()
                 self._journal.clear()
                 self._sizes.clear()
+                self._read.clear()
                 self.journal_size = 0
                 self._evictions.clear()
                 return
             self._tasks = {k: r for k, r in self._tasks.items() if r[_TEST] != test_id}
             self._order = deque(self._tasks)
-            kept = [(e, n) for e, n in zip(self._journal, self._sizes, strict=True) if e.test_id != test_id]
+            kept = [(e, n) for e, n in zip(self._journal, self._sizes, strict=True) if self._test_of(e) != test_id]
             self._journal = deque((e for e, _ in kept), maxlen=self._journal.maxlen)
             self._sizes = deque(n for _, n in kept)
+            self._read = {seq: e for seq, e in self._read.items() if e.test_id != test_id}
             self.journal_size = sum(self._sizes)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import shutil
@@ -292,6 +293,29 @@ def test_memory_store_records_are_untracked_by_the_collector_and_under_a_kibibyt
     assert per_task <= 1024, per_task
     gc.collect()
     assert not any(gc.is_tracked(record) for record in list(store._tasks.values())[:100])
+
+
+def test_requests_leave_nothing_the_collector_tracks_in_the_memory_store(make_mock: Any) -> None:
+    """Tasks and journal entries are kept as flat tuples: however many requests a server has
+    answered, a full collection has no more objects to walk (the store stays flat), and a read
+    journal entry is still scrubbed."""
+    mock = make_mock(providers=("dashscope",))
+    path, body = mock.submit_path("dashscope", "t2v"), example_body("dashscope", "t2v")
+
+    def tracked_after(requests: int) -> int:
+        for _ in range(requests):
+            created = mock.post(path, json=body, headers=submit_headers("dashscope"))
+            mock.get(f"/api/v1/tasks/{created.json()['output']['task_id']}", headers=AUTH)
+        for _ in range(4):  # a tuple is untracked when the collector finds only atoms in it
+            gc.collect()
+        return len(gc.get_objects())
+
+    tracked_after(50)
+    before = tracked_after(0)
+    assert tracked_after(400) - before < 100  # 800 requests: 400 tasks and 800 journal entries
+    entries = mock.state.store.journal()
+    assert len(entries) >= 900
+    assert "Bearer" not in json.dumps([e.to_dict() for e in entries[-4:]])
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

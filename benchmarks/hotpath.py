@@ -30,6 +30,7 @@ from harness import ProviderCalls
 from starlette.types import ASGIApp, Message
 from wanmock.mockserver.app import create_app
 from wanmock.mockserver.config import ServerConfig, all_providers
+from wanmock.mockserver.guard import served_origins
 
 
 def scope(method: str, path: str, query: bytes = b"", headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -90,7 +91,8 @@ async def main(args: argparse.Namespace) -> None:
     bare_body = b'{"model": "m", "prompt": "a red ball"}'
     bare_headers = {"content-type": "application/json", "authorization": "Bearer k"}
     providers = all_providers() if args.all else (args.provider,)
-    app = create_app(ServerConfig(providers=providers, seed=1))
+    # served origins as `wanmock serve` sets them (result links are checked against them)
+    app = create_app(ServerConfig(providers=providers, seed=1, origins=served_origins("127.0.0.1", 8000, None)))
     calls = ProviderCalls.build(args.provider, f"/{args.provider}" if args.all else "")
     path, body = calls.submit(0)
     headers = {**calls.submit_headers, "content-length": str(len(body))}

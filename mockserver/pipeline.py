@@ -196,12 +196,18 @@ class Pipeline:
         # one formatter per pipeline: an entry then holds only flat values (untracked by the GC)
         self.format_exchange = functools.partial(format_exchange, state.fingerprint)
         self._result_urls: dict[str, Callable[[Task], str]] = {}
+        self._bases: dict[tuple[str | None, str], str] = {}  # (Host, request origin) -> result-link origin
 
     def begin(self, scope: Scope, receive: Receive, prefix: str, path: str, now: float) -> RequestContext:
         headers = header_map(scope["headers"])
         host = headers.get("host")
-        config = self.state.config  # result URLs: --public-url or a served origin, never a foreign Host
-        base = public_base(config.origins, config.public_url, host, base_url(scope, host))
+        fallback = base_url(scope, host)
+        base = self._bases.get((host, fallback))
+        if base is None:  # result URLs: --public-url or a served origin, never a foreign Host
+            config = self.state.config
+            base = public_base(config.origins, config.public_url, host, fallback)
+            if len(self._bases) < MAX_ORIGINS:
+                self._bases[(host, fallback)] = base
         rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
         rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id(), self.result_url(base))
         return rc

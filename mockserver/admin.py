@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Receive, Scope, Send
+from wanmock.mockserver.bodies import decode_json
 from wanmock.mockserver.clock import ManualClock
 from wanmock.mockserver.dashboard import dashboard_routes  # the page at /__admin/ui and its reads
 from wanmock.mockserver.drift import DriftRule, DriftRuleError
 from wanmock.mockserver.faults import FaultRule, RuleError
 from wanmock.mockserver.guard import ADMIN_BODY_LIMIT
-from wanmock.mockserver.http import TEST_HEADER, decode_json
+from wanmock.mockserver.http import TEST_HEADER
 from wanmock.mockserver.limits import entry_size
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.storeio import StoreUnavailable

@@ -15,18 +15,16 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+from wanmock.mockserver.bodies import decode_json
 from wanmock.mockserver.errors import ApiError
 
 TEST_HEADER = "x-wanmock-test"
 SECRET_HEADERS = ("authorization", "cookie", "x-api-key")
 JOURNAL_STRING_LIMIT = 256
 JOURNAL_DEPTH_LIMIT = 32
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # after decoding, a valid pair is one character
 # What Starlette's URL parsing changes in a path (escapes ?#\, drops tab and newlines): such a
 # path takes the slow, exact way; any other is used as the server gave it.
 URL_REWRITES_PATH = re.compile(r"[?#\\\t\r\n]")
@@ -152,36 +150,6 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def loads(raw: bytes) -> Any:
-    """``decode_json(raw)``, by orjson where it can: what orjson refuses (a lone surrogate,
-    NaN, an integer beyond 64 bits, invalid JSON) takes the exact way, which decides."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return decode_json(raw)
-
-
-def dumps(value: Any) -> bytes:
-    """A JSON answer's bytes, compact and UTF-8 as Starlette's JSONResponse renders it (orjson;
-    the standard library for what orjson cannot encode, such as an integer beyond 64 bits)."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
-
-
-def decode_json(raw: bytes) -> Any:
-    """The body as JSON (UTF-8 only). A lone UTF-16 surrogate escape ("\\ud800") becomes U+FFFD,
-    as Go's encoding/json reads it: a str that cannot be encoded as UTF-8 would break schema
-    validation, the journal and every answer that echoes it."""
-    value = json.loads(raw.decode("utf-8"))
-    if SURROGATE_ESCAPE.search(raw):
-        text = json.dumps(value, ensure_ascii=False)
-        if LONE_SURROGATE.search(text):
-            value = json.loads(LONE_SURROGATE.sub("\ufffd", text))
-    return value
 
 
 def json_refusal(exc: ValueError | RecursionError) -> ApiError:

@@ -6,11 +6,15 @@ arrives routed, authenticated, with its body decoded once and its fault rules ap
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.responses import Response
 from wanmock.mockserver import timing
 from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.limits import JOURNAL_BODY_BYTES
 from wanmock.mockserver.pipeline import Pipeline, RequestContext
 from wanmock.mockserver.profiles import Ask
+from wanmock.mockserver.scrub import Scrubber
 from wanmock.mockserver.state import AppState
 from wanmock.mockserver.tasks import Task
 
@@ -73,8 +77,12 @@ class TaskOperations:
         model = profile.model_for(rc.match.params, body)
         rc.warnings = profile.validate(model, body)
         params = profile.video_params(model, body)
+        if params.prompt:  # the prompt is shown in task dumps: without the request's credentials
+            prompt = Scrubber.cached(rc.secrets).text(params.prompt)
+            params = params if prompt == params.prompt else dataclasses.replace(params, prompt=prompt)
         queue, run = timing.plan(state.config.timing, profile.provider, model.kind, params, state.rng)
         requested_id = rc.match.params.get("model") or body.get("model") or model.id
+        small = io.direct and len(rc.raw) <= JOURNAL_BODY_BYTES
         task = Task(
             id=profile.new_task_id(state.rng),
             provider=self.name,
@@ -87,7 +95,10 @@ class TaskOperations:
             retention_seconds=profile.retention_seconds,
             test_id=rc.test_id,
             owner=rc.owner,
-            request=rc.clean_body,
+            # the memory store keeps a small body raw, made into the record when read; others
+            # write the record (bounded, scrubbed) now: no credential is ever written anywhere
+            request={} if small else rc.clean_body,
+            request_raw=(rc.raw, rc.secrets) if small else None,
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         if rc.rules_set:

@@ -24,6 +24,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+from wanmock.mockserver.bodies import decoded_or_raw, dumps, journal_form, loads, text_of
 from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.mockserver.guard import public_base
 from wanmock.mockserver.http import (
@@ -32,10 +33,8 @@ from wanmock.mockserver.http import (
     DroppedResponse,
     base_url,
     bearer_token,
-    dumps,
     header_map,
     json_refusal,
-    loads,
     read_body,
     url_path,
     url_query,
@@ -135,16 +134,6 @@ class RequestContext:
         self.status, self.answer, self.headers = status, answer, headers or {}
 
 
-def text_of(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
-
-
-def journal_form(body: Any, clean: Scrubber | None = None) -> Any:
-    """A request body as the journal keeps it: raw bytes as text, bounded (limits.py) and, with
-    ``clean``, scrubbed in the same walk."""
-    return bounded(text_of(body) if isinstance(body, bytes) else body, clean=clean)
-
-
 def header_size(headers: tuple[tuple[str, str], ...]) -> int:
     return sum(len(k) + len(v) + 6 for k, v in headers)
 
@@ -155,14 +144,9 @@ def format_exchange(fingerprint: Fingerprint, raw: tuple[Any, ...]) -> Parts:
     credential the request presented (in any form; scrub.py), and bounded (limits.py)."""
     path, query, target_done, body, body_bounded, response, headers, secrets = raw
     clean = Scrubber.cached(secrets if secrets is not None else tuple(request_secrets(headers, query)), fingerprint)
-    if body_bounded:
-        request_body = loads(body)  # bounded and scrubbed already
-    else:
-        try:
-            decoded = loads(body) if body else None
-        except (ValueError, RecursionError):
-            decoded = None
-        request_body = journal_form(decoded if decoded is not None or not body else body, clean)
+    request_body = (
+        loads(body) if body_bounded else journal_form(decoded_or_raw(body), clean)
+    )  # bounded one: scrubbed too
     return (
         path if target_done else cut(clean.text(path), JOURNAL_TARGET),
         query if target_done else cut(clean.query(query), JOURNAL_TARGET),

@@ -353,7 +353,9 @@ class MemoryStore:
 
     def _pack(self, task: Task) -> tuple[Any, ...]:
         p, name = task.params, self._name
-        request = task.request_text if task.request_text and not task.request else _json_text(task.request)
+        request: str | tuple[bytes, tuple[str, ...]] = _json_text(task.request) if task.request else ""
+        if not task.request:  # kept as it came: read back as text, or the raw request (flat)
+            request = task.request_text or task.request_raw or ""
         return (
             name(task.kind),
             name(task.model_id),
@@ -395,7 +397,8 @@ class MemoryStore:
             retention_seconds=r[_RETENTION],
             test_id=r[_TEST],
             owner=r[_OWNER],
-            request_text=r[_REQUEST],
+            request_text=r[_REQUEST] if isinstance(r[_REQUEST], str) else "",
+            request_raw=r[_REQUEST] if isinstance(r[_REQUEST], tuple) else None,
             seq=r[_SEQ],
         )
 

@@ -58,6 +58,9 @@ class Task:
     # The request as JSON text, when a store read the task back (decoded only when asked for:
     # a poll never needs it). Set, it stands for ``request``.
     request_text: str = ""
+    # Or the raw request body and the credentials its request presented, kept by the memory
+    # store (never written anywhere) and made into the record only when asked for.
+    request_raw: tuple[bytes, tuple[str, ...]] | None = None
 
     def __eq__(self, other: object) -> bool:  # the request compared as read, however it is held
         return isinstance(other, Task) and self.to_dict() == other.to_dict()
@@ -66,10 +69,17 @@ class Task:
 
     def request_body(self) -> dict[str, Any]:
         """The request the task was created from (bounded and scrubbed when it was recorded)."""
-        if self.request_text and not self.request:
+        if self.request:
+            return self.request
+        if self.request_text:
             decoded: dict[str, Any] = json.loads(self.request_text)
             return decoded
-        return self.request
+        if self.request_raw is not None:
+            from wanmock.mockserver.bodies import request_record
+
+            record: dict[str, Any] = request_record(*self.request_raw)
+            return record
+        return {}
 
     # -- reading --------------------------------------------------------------------------
 

@@ -191,6 +191,11 @@ def test_the_journal_and_task_dumps_hold_no_credential_in_any_form(mock: Mock) -
     headers = {**sent_headers, "X-DashScope-Async": "enable"}
     mock.post(f"{path}?api_key={quote(SECRET, safe='')}&token={SECRET}", json=body, headers=headers)
     mock.get(f"/dashscope/api/v1/tasks/x?key={quote_plus(SECRET)}", headers={"Authorization": f"Bearer {SECRET}"})
+    valid = example_body("dashscope", "t2v")  # taken: its task's request record is in the dump
+    valid["input"]["prompt"] = f"a cat; key {SECRET}, {quote_plus(SECRET)}, {base64.b64encode(raw).decode()}"
+    assert mock.post(path, json=valid, headers=headers).status_code == 200
+    tasks = mock.get("/__admin/tasks").json()["tasks"]
+    assert [t["request"]["input"]["prompt"] for t in tasks] == [f"a cat; key {REDACTED}, {REDACTED}, {REDACTED}"]
     dumps = mock.get("/__admin/journal").text + mock.get("/__admin/tasks").text
     for form in every_form(SECRET):
         assert form not in dumps, form

@@ -1,0 +1,76 @@
+"""JSON bodies, decoded and encoded as the mock does it everywhere, and the form in which the
+journal and a task's record keep a request body (bounded, scrubbed).
+
+No I/O and no web framework here: the task store formats a deferred request record with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+from wanmock.mockserver.limits import bounded
+from wanmock.mockserver.scrub import Scrubber
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # after decoding, a valid pair is one character
+
+
+def loads(raw: bytes) -> Any:
+    """``decode_json(raw)``, by orjson where it can: what orjson refuses (a lone surrogate,
+    NaN, an integer beyond 64 bits, invalid JSON) takes the exact way, which decides."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return decode_json(raw)
+
+
+def dumps(value: Any) -> bytes:
+    """A JSON answer's bytes, compact and UTF-8 as Starlette's JSONResponse renders it (orjson;
+    the standard library for what orjson cannot encode, such as an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+def decode_json(raw: bytes) -> Any:
+    """The body as JSON (UTF-8 only). A lone UTF-16 surrogate escape ("\\ud800") becomes U+FFFD,
+    as Go's encoding/json reads it: a str that cannot be encoded as UTF-8 would break schema
+    validation, the journal and every answer that echoes it."""
+    value = json.loads(raw.decode("utf-8"))
+    if SURROGATE_ESCAPE.search(raw):
+        text = json.dumps(value, ensure_ascii=False)
+        if LONE_SURROGATE.search(text):
+            value = json.loads(LONE_SURROGATE.sub("\ufffd", text))
+    return value
+
+
+def text_of(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def journal_form(body: Any, clean: Scrubber | None = None) -> Any:
+    """A request body as the journal keeps it: raw bytes as text, bounded (limits.py) and, with
+    ``clean``, scrubbed in the same walk."""
+    return bounded(text_of(body) if isinstance(body, bytes) else body, clean=clean)
+
+
+def decoded_or_raw(raw: bytes) -> Any:
+    """The body as the pipeline reads it: its JSON value, or the bytes when they are not JSON
+    (or are JSON ``null``)."""
+    if not raw:
+        return None
+    try:
+        decoded = loads(raw)
+    except (ValueError, RecursionError):
+        return raw
+    return raw if decoded is None else decoded
+
+
+def request_record(raw: bytes, secrets: tuple[str, ...]) -> Any:
+    """A request body as a task's record keeps it: decoded, bounded, and without the
+    credentials its request presented (in any form)."""
+    return journal_form(decoded_or_raw(raw), Scrubber.cached(secrets))

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -134,6 +134,20 @@ class RequestContext:
         self.status, self.answer, self.headers = status, answer, headers or {}
 
 
+NUL = "\0"
+
+
+def join(values: Iterable[str]) -> str:
+    """Strings as one (so a stored record stays flat): NUL-separated."""
+    return NUL.join(values)
+
+
+def split(joined: str | tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(joined, tuple):
+        return joined
+    return tuple(joined.split(NUL)) if joined else ()
+
+
 def header_size(headers: tuple[tuple[str, str], ...]) -> int:
     return sum(len(k) + len(v) + 6 for k, v in headers)
 
@@ -142,8 +156,11 @@ def format_exchange(fingerprint: Fingerprint, raw: tuple[Any, ...]) -> Parts:
     """A journal entry's target, bodies and headers as the control plane shows them, from the
     flat parts ``Pipeline.journal`` kept: decoded as the request was, scrubbed of every
     credential the request presented (in any form; scrub.py), and bounded (limits.py)."""
-    path, query, target_done, body, body_bounded, response, headers, secrets = raw
-    clean = Scrubber.cached(secrets if secrets is not None else tuple(request_secrets(headers, query)), fingerprint)
+    path, query, target_done, body, body_bounded, response, joined_headers, known = raw
+    parts = joined_headers.split(NUL) if joined_headers else []
+    headers = list(zip(parts[::2], parts[1::2], strict=True))
+    secrets = tuple(request_secrets(headers, query)) if known is None else split(known)  # a tuple: kept as it was
+    clean = Scrubber.cached(secrets, fingerprint)
     request_body = (
         loads(body) if body_bounded else journal_form(decoded_or_raw(body), clean)
     )  # bounded one: scrubbed too
@@ -364,7 +381,8 @@ class Pipeline:
             early = Scrubber.cached(rc.secrets, self.state.fingerprint)
             path, query = cut(early.text(path), JOURNAL_TARGET), cut(early.query(query), JOURNAL_TARGET)
         response = b"" if dropped or rc.response is not None else rc.body_bytes
-        known = rc.__dict__.get("secrets")  # when the body or the target needed them already
+        secrets = rc.__dict__.get("secrets")  # when the body or the target needed them already
+        known = None if secrets is None else join(secrets) if not any(NUL in x for x in secrets) else secrets
         entry = JournalEntry(
             seq=0,  # numbered by the store as it appends (one round trip)
             at=rc.now,
@@ -378,7 +396,9 @@ class Pipeline:
             endpoint=rc.endpoint,
             warnings=tuple(rc.warnings),
             formatter=self.format_exchange,
-            raw=(path, query, target_done, body, body_bounded, response, headers, known),
+            # flat atoms (the collector untracks the entry's tuple at once): headers and
+            # credentials joined by NUL, which no header value or name can hold
+            raw=(path, query, target_done, body, body_bounded, response, join(x for h in headers for x in h), known),
             size_hint=ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query),
         )
         io = self.state.io

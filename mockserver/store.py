@@ -173,20 +173,22 @@ class JournalEntry:
             self.test_id,
             self.task_id,
             self.endpoint,
-            tuple(self.warnings),
+            tuple(self.warnings) if self.warnings else "",  # usually none: no nested tuple
             self.size_hint,
             id(formatter),
-            self._raw,
+            *self._raw,  # flat: the collector untracks a tuple only once it holds no tracked one
         )
 
     @classmethod
     def from_flat(
         cls, record: tuple[Any, ...], formatters: dict[int, Callable[[tuple[Any, ...]], Parts]]
     ) -> JournalEntry:
-        seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, formatter, raw = record
+        seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, formatter = record[:FLAT_RAW]
+        raw = record[FLAT_RAW:]
         return cls(
             seq, at, provider, method, "", "", status, test_id, task_id, endpoint,
-            warnings=warnings, formatter=formatters[formatter], raw=raw, size_hint=size,
+            warnings=warnings or (), formatter=formatters[formatter], raw=raw,
+            size_hint=size,
         )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
@@ -199,6 +201,7 @@ class JournalEntry:
 
 
 FLAT_TEST = 5  # where a flat entry (JournalEntry.flat) keeps its test id
+FLAT_RAW = 11  # and where its raw parts begin
 ENTRY_FIELDS = frozenset(
     {"seq", "at", "provider", "method", "path", "query", "status", "test_id", "task_id", "endpoint"}
     | {"request_body", "response_body", "request_headers", "warnings"}
@@ -268,7 +271,7 @@ class TaskStore(Protocol):
 # many tasks are stored. The key "provider/id" carries the provider and the id.
 _KIND, _MODEL, _RES, _RATIO, _DURATION, _AUDIO, _PROMPT = range(7)
 _CREATED, _STARTED, _FINISHED, _FINAL, _CODE, _MESSAGE, _EXPIRED, _RETENTION = range(7, 15)
-_TEST, _OWNER, _REQUEST, _SEQ = range(15, 19)
+_TEST, _OWNER, _REQUEST, _SEQ, _KEYS = range(15, 20)
 _INTERN_LIMIT = 4096  # distinct short strings shared between tasks (models, owners, test ids)
 
 
@@ -287,6 +290,12 @@ def loads_text(text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+def _keys(joined: str | tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(joined, tuple):
+        return joined
+    return tuple(joined.split("\0")) if joined else ()
 
 
 def _json_text(value: dict[str, Any]) -> str:
@@ -353,9 +362,13 @@ class MemoryStore:
 
     def _pack(self, task: Task) -> tuple[Any, ...]:
         p, name = task.params, self._name
-        request: str | tuple[bytes, tuple[str, ...]] = _json_text(task.request) if task.request else ""
-        if not task.request:  # kept as it came: read back as text, or the raw request (flat)
-            request = task.request_text or task.request_raw or ""
+        # the request: its record as JSON text, or (memory store) the raw body with the request's
+        # credentials NUL-joined — flat values, so the collector untracks the record at once
+        request: Any = _json_text(task.request) if task.request else task.request_text
+        keys: Any = ""
+        if not request and task.request_raw is not None:
+            request, secrets = task.request_raw
+            keys = "\0".join(secrets) if not any("\0" in k for k in secrets) else secrets
         return (
             name(task.kind),
             name(task.model_id),
@@ -376,6 +389,7 @@ class MemoryStore:
             name(task.owner),
             request,
             task.seq,
+            keys,
         )
 
     @staticmethod
@@ -398,7 +412,7 @@ class MemoryStore:
             test_id=r[_TEST],
             owner=r[_OWNER],
             request_text=r[_REQUEST] if isinstance(r[_REQUEST], str) else "",
-            request_raw=r[_REQUEST] if isinstance(r[_REQUEST], tuple) else None,
+            request_raw=(r[_REQUEST], _keys(r[_KEYS])) if isinstance(r[_REQUEST], bytes) else None,
             seq=r[_SEQ],
         )
 

@@ -220,7 +220,7 @@ def target(provider: str, store: str, workers: int, python: str | None = None) -
 def bytes_per_task(provider: str, count: int) -> float:
     """tracemalloc over ``count`` tasks added to a MemoryStore, each built as a submit builds it."""
     from wanmock.mockserver.config import ServerConfig
-    from wanmock.mockserver.http import fingerprint, shorten
+    from wanmock.mockserver.http import fingerprint
     from wanmock.mockserver.profiles import profile_for
     from wanmock.mockserver.routing import Match, Router
     from wanmock.mockserver.store import MemoryStore
@@ -229,7 +229,8 @@ def bytes_per_task(provider: str, count: int) -> float:
     calls = ProviderCalls.build(provider)
     profile = profile_for(provider, ServerConfig())
     path, raw = calls.submit(0)
-    owner = fingerprint("bench-key")
+    key = "bench-key"
+    owner = fingerprint(key)
     template = json.loads(raw)
     found = Router(profile.provider).match("POST", path)
     model = profile.model_for(found.params if isinstance(found, Match) else {}, template)
@@ -239,7 +240,8 @@ def bytes_per_task(provider: str, count: int) -> float:
     try:
         before, _ = tracemalloc.get_traced_memory()
         for n in range(count):
-            body = json.loads(raw)  # every submit decodes its own body
+            body = bytes(bytearray(raw))  # every submit keeps its own body, raw, with its own credentials
+            secrets = (f"Bearer {key}", f"{key}")
             now = 1_790_000_000.0 + n / 1000
             store.add(
                 Task(
@@ -253,7 +255,7 @@ def bytes_per_task(provider: str, count: int) -> float:
                     finished_at=now + 4,
                     retention_seconds=profile.retention_seconds,
                     owner=owner,
-                    request=shorten(body),
+                    request_raw=(body, secrets),  # as the server's submit keeps it (made a record when read)
                 )
             )
         after, _ = tracemalloc.get_traced_memory()

@@ -118,7 +118,12 @@ class TaskOperations:
     async def poll(self, rc: RequestContext) -> None:
         assert rc.task_id is not None  # the poll endpoint always names one
         io = self.state.io
-        task = io.store.get(self.name, rc.task_id) if io.direct else await io.run(io.store.get, self.name, rc.task_id)
+        if rc.prefetched is not None:
+            (task,) = rc.prefetched
+        elif io.direct:
+            task = io.store.get(self.name, rc.task_id)
+        else:
+            task = await io.run(io.store.get, self.name, rc.task_id)
         if task is None or (self.per_key and task.owner != rc.owner):
             rc.reply(*self.profile.missing_task(rc.task_id, rc.ctx))
         else:

@@ -91,6 +91,7 @@ class RequestContext:
     headers: dict[str, str] = field(default_factory=dict)
     response: Response | None = None  # a ready response (a recorded answer, a dropped connection)
     warnings: list[str] = field(default_factory=list)  # accepted-but-undocumented input, told back
+    prefetched: tuple[Task | None] | None = None  # a poll's task, read with the fault rules
 
     @property
     def endpoint(self) -> str | None:
@@ -135,6 +136,13 @@ class RequestContext:
 
 
 NUL = "\0"
+
+
+def rules_and_task(
+    rules: Callable[[], list[Any]], get: Callable[[str, str], Task | None], provider: str, task_id: str
+) -> tuple[list[Any], Task | None]:
+    """The fault rules and a task, read in one store call (run on the store's thread)."""
+    return rules(), get(provider, task_id)
 
 
 def join(values: Iterable[str]) -> str:
@@ -305,7 +313,15 @@ class Pipeline:
         assert rc.match is not None
         rules, io = self.state.faults, self.state.io
         # one store read; with no rule set (the usual case), the only one
-        listed = rules.rules() if io.direct else await io.run(rules.rules)
+        if io.direct:
+            listed = rules.rules()
+        elif rc.task_id is not None and rc.endpoint == "poll" and getattr(io.store, "prefetch_polls", False):
+            # a poll on a shared store reads the rules and its task in one trip to the store's
+            # thread; the task is used when no rule is set (nothing could delay the answer)
+            listed, task = await io.run(rules_and_task, rules.rules, io.store.get, self.name, rc.task_id)
+            rc.prefetched = (task,) if not listed else None
+        else:
+            listed = await io.run(rules.rules)
         rc.rules_set = bool(listed)
         if not listed:
             return

@@ -113,6 +113,7 @@ class SQLiteStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one write transaction at a time in this process
+        self.prefetch_polls = True  # a poll reads the fault rules and its task in one call
         self._faults = SQLiteFaultRules(self)
         try:
             db = self.connection()

@@ -114,6 +114,9 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # one write transaction at a time in this process
         self.prefetch_polls = True  # a poll reads the fault rules and its task in one call
+        # store threads (wanmock.mockserver.storeio): writes take turns, so more threads only
+        # add hand-offs; two let a read go on while a write waits for another process
+        self.threads = 2
         self._faults = SQLiteFaultRules(self)
         try:
             db = self.connection()

@@ -154,8 +154,10 @@ class JournalWrite:
 class StoreIO:
     """Runs one store's calls for the server and remembers how the last one went."""
 
-    def __init__(self, store: TaskStore, threads: int = THREADS) -> None:
+    def __init__(self, store: TaskStore, threads: int | None = None) -> None:
         self.store = store
+        # a store may say how many threads serve it best (SQLite: its writes take turns anyway)
+        threads = threads if threads is not None else int(getattr(store, "threads", THREADS))
         self.direct = not store.shared  # calls may be made directly, on the loop (the memory store)
         self._threads = threads
         self._jobs: queue.SimpleQueue[Job | None] | None = None

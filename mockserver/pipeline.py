@@ -18,6 +18,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Protocol
 
 from starlette.datastructures import QueryParams
@@ -154,10 +155,6 @@ def split(joined: str | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(joined, tuple):
         return joined
     return tuple(joined.split(NUL)) if joined else ()
-
-
-def header_size(headers: tuple[tuple[str, str], ...]) -> int:
-    return sum(len(k) + len(v) + 6 for k, v in headers)
 
 
 def format_exchange(fingerprint: Fingerprint, raw: tuple[Any, ...]) -> Parts:
@@ -383,10 +380,12 @@ class Pipeline:
         now), the answer's bytes as sent and the headers, as flat values."""
         if not self.journaled:
             return
-        headers = tuple(rc.request_headers.items())
-        headers_size = header_size(headers)
+        # the headers as one string, NUL-joined (no header name or value can hold a NUL)
+        joined = NUL.join(chain.from_iterable(rc.request_headers.items()))
+        headers_size = len(joined) + 6 * len(rc.request_headers)
         if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
-            headers, headers_size = tuple(bounded_headers(headers)), JOURNAL_HEADER_BYTES
+            joined = NUL.join(chain.from_iterable(bounded_headers(rc.request_headers.items())))
+            headers_size = JOURNAL_HEADER_BYTES
         body: bytes = rc.raw
         body_bounded = len(body) > JOURNAL_BODY_BYTES
         if body_bounded:  # a large body is bounded (and scrubbed) now: an entry never holds more of it
@@ -399,24 +398,17 @@ class Pipeline:
         response = b"" if dropped or rc.response is not None else rc.body_bytes
         secrets = rc.__dict__.get("secrets")  # when the body or the target needed them already
         known = None if secrets is None else join(secrets) if not any(NUL in x for x in secrets) else secrets
-        entry = JournalEntry(
-            seq=0,  # numbered by the store as it appends (one round trip)
-            at=rc.now,
-            provider=self.name,
-            method=rc.method,
-            path="",
-            query="",
-            status=0 if dropped else rc.status,
-            test_id=None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),
-            task_id=None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET),
-            endpoint=rc.endpoint,
-            warnings=tuple(rc.warnings),
+        entry = JournalEntry(  # numbered by the store as it appends (one round trip)
+            0, rc.now, self.name, rc.method, "", "", 0 if dropped else rc.status,
+            None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),
+            None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET),
+            rc.match.endpoint.name if rc.match is not None else None,
+            warnings=tuple(rc.warnings) if rc.warnings else (),
             formatter=self.format_exchange,
-            # flat atoms (the collector untracks the entry's tuple at once): headers and
-            # credentials joined by NUL, which no header value or name can hold
-            raw=(path, query, target_done, body, body_bounded, response, join(x for h in headers for x in h), known),
+            # flat atoms: the collector untracks the entry's tuple at its first collection
+            raw=(path, query, target_done, body, body_bounded, response, joined, known),
             size_hint=ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query),
-        )
+        )  # fmt: skip
         io = self.state.io
         if io.direct:
             io.store.append(entry)

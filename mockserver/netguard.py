@@ -28,8 +28,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, cast
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 log = logging.getLogger("wanmock")
 TICK_SECONDS = 0.5
 LOG_EVERY = 10.0
@@ -138,8 +136,19 @@ class _Guarded:
         self._timer = self.loop.call_later(TICK_SECONDS, self._tick)
 
 
-class GuardedH11Protocol(_Guarded, H11Protocol):
-    """uvicorn's h11 protocol, guarded."""
+def __getattr__(name: str) -> Any:
+    """``GuardedH11Protocol``, defined when first asked for: uvicorn looks it up by name, and
+    only when it serves with h11 (importing h11 costs start-up time the httptools stack saves)."""
+    if name != "GuardedH11Protocol":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(_Guarded, H11Protocol):
+        """uvicorn's h11 protocol, guarded."""
+
+    GuardedH11Protocol.__qualname__ = name
+    globals()[name] = GuardedH11Protocol
+    return GuardedH11Protocol
 
 
 PROTOCOLS = {"h11": "wanmock.mockserver.netguard:GuardedH11Protocol"}

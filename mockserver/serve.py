@@ -398,7 +398,6 @@ def show_access_log(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import uvicorn
     from wanmock.mockserver.app import base_urls
-    from wanmock.mockserver.replay import create_replay_app
     from wanmock.mockserver.store import StoreError, store_from_url
 
     quiet_drops()
@@ -409,7 +408,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     try:
         config = config_from(args)
-        replay = create_replay_app(args.cassette, config.clock) if args.cassette is not None else None
+        replay = None
+        if args.cassette is not None:  # the replay's machinery only when a cassette is served
+            from wanmock.mockserver.replay import create_replay_app
+
+            replay = create_replay_app(args.cassette, config.clock)
     except (OSError, ValueError) as exc:
         err.write(f"wanmock serve: {exc}\n")
         return 2

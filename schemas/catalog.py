@@ -15,10 +15,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+if TYPE_CHECKING:  # referencing is imported when the first reference validator is built
+    from referencing import Registry
 from wanmock.schemas.leniency import Verdict, sort_issues
 from wanmock.schemas.validation import CompiledSchema, Issue, json_path
 
@@ -272,13 +272,21 @@ class Catalog:
                 if path.name != "manifest.json":
                     resources.append((doc["$id"], doc))
         self._resources = resources
-        self.registry: Registry[Any] = Registry().with_resources(
-            (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in resources
-        )
         self.providers: dict[str, Provider] = {
             name: Provider(name, files["manifest.json"], files, directories[name]) for name, files in docs.items()
         }
         self._compiled: dict[str, CompiledSchema] = {}
+
+    @functools.cached_property
+    def registry(self) -> Registry[Any]:
+        """Every schema file as a ``referencing`` resource, for jsonschema's ``$ref``s: built when
+        the first reference validator is (jsonschema-rs answers valid instances without it)."""
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
+        return Registry().with_resources(
+            (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in self._resources
+        )
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -329,7 +337,7 @@ class Catalog:
             if variant:
                 compiled = self._variant(uri, contents, variant)
             else:
-                compiled = CompiledSchema(uri, contents, self.registry, self._resources)
+                compiled = CompiledSchema(uri, contents, lambda: self.registry, self._resources)
             self._compiled[key] = compiled
         return compiled
 
@@ -345,9 +353,15 @@ class Catalog:
                     resolve_pointer(changed, "/" + "/".join(parents))[last] = node
                 variant_uri = f"{uri}?{variant}"
                 changed["$id"] = variant_uri
-                registry = self.registry.with_resource(
-                    variant_uri, Resource.from_contents(changed, default_specification=DRAFT202012)
-                )
+
+                def registry(contents: dict[str, Any] = changed, uri: str = variant_uri) -> Registry[Any]:
+                    from referencing import Resource
+                    from referencing.jsonschema import DRAFT202012
+
+                    resource = Resource.from_contents(contents, default_specification=DRAFT202012)
+                    extended: Registry[Any] = self.registry.with_resource(uri, resource)
+                    return extended
+
                 return CompiledSchema(variant_uri, changed, registry, [*self._resources, (variant_uri, changed)])
         raise SchemaNotFound(f"{uri} has no variant {variant!r} (x-conflicts with option and variants)")
 

@@ -22,9 +22,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:  # imported when the first rule is compiled (start-up time)
+    from jsonschema import Draft202012Validator
 from wanmock.schemas.validation import Issue
 
 RULES_KEY = "x-accepted-undocumented"
@@ -75,6 +76,8 @@ def _glob(at: str) -> re.Pattern[str]:
 
 @functools.cache
 def _compiled(document_id: str, rules_json: str) -> tuple[Rule, ...]:
+    from jsonschema import Draft202012Validator
+
     rules = []
     for spec in json.loads(rules_json):
         rules.append(

@@ -9,17 +9,16 @@ checks with hypothesis that both engines always agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema.exceptions
-import jsonschema.validators
-import jsonschema_rs
-from jsonschema import Draft202012Validator
-from referencing import Registry
+if TYPE_CHECKING:  # jsonschema and referencing are imported when first needed (start-up time)
+    import jsonschema.exceptions
+    from referencing import Registry
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -87,7 +86,9 @@ def _issues_from(error: jsonschema.exceptions.ValidationError) -> list[Issue]:
             for name in extra
         ]
     if keyword in ("anyOf", "oneOf") and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
+        from jsonschema.exceptions import best_match
+
+        best = best_match(error.context)
         if best is not None and best.validator not in ("type", "const"):
             return _issues_from(best)
     if keyword == "enum":
@@ -133,11 +134,18 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-# A schema whose file says ``"x-integers": "go"`` decodes integers as Go's encoding/json does:
-# 5.0 is not an int (JSON Schema alone counts it as the integer 5).
-GoIntegerValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
-)
+@functools.cache
+def reference_validator(go_integers: bool) -> Any:
+    """jsonschema's Draft 2020-12 validator class; with ``go_integers``, the one for a schema
+    whose file says ``"x-integers": "go"``, which decodes integers as Go's encoding/json does:
+    5.0 is not an int (JSON Schema alone counts it as the integer 5)."""
+    import jsonschema.validators
+    from jsonschema import Draft202012Validator
+
+    if not go_integers:
+        return Draft202012Validator
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
+    return jsonschema.validators.extend(Draft202012Validator, type_checker=checker)  # type: ignore[no-untyped-call]
 
 
 class CompiledSchema:
@@ -147,19 +155,27 @@ class CompiledSchema:
         self,
         uri: str,
         contents: Mapping[str, Any],
-        registry: Registry[Any],
+        registry: Registry[Any] | Callable[[], Registry[Any]],  # or what builds it, when first needed
         fast_resources: Sequence[tuple[str, Any]] | None = None,
     ) -> None:
         self.uri = uri
         self.contents = contents
         self.go_integers = contents.get("x-integers") == "go"
-        validator = GoIntegerValidator if self.go_integers else Draft202012Validator
-        self.reference = validator(contents, registry=registry)
+        self._registry = registry
         self.fast: Any = None
         if fast_resources is not None:
+            import jsonschema_rs  # here, not at import: it costs start-up time
+
             self.fast = jsonschema_rs.validator_for(
                 dict(contents), registry=jsonschema_rs.Registry(list(fast_resources))
             )
+
+    @functools.cached_property
+    def reference(self) -> Any:
+        """The jsonschema validator (the reference, whose errors become issues), built when first
+        needed: a valid instance is answered by jsonschema-rs alone."""
+        registry = self._registry() if callable(self._registry) else self._registry
+        return reference_validator(self.go_integers)(self.contents, registry=registry)
 
     @property
     def title(self) -> str:

@@ -404,3 +404,19 @@ def test_the_commands_found_without_entry_points_are_the_installed_ones() -> Non
     )
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"
+
+
+def test_wanmock_serve_starts_without_the_modules_it_needs_only_later() -> None:
+    """Start-up stays short: building the served app imports neither the reference validator
+    (jsonschema, referencing: needed for the first invalid body), nor jsonschema-rs (the first
+    validation), nor h11 (the httptools stack serves), nor the replay (--cassette only)."""
+    probe = (
+        "import sys, wanmock.mockserver.cli as c; c.build_parser('serve')\n"
+        "from wanmock.mockserver.app import create_app\n"
+        "from wanmock.mockserver.config import ServerConfig\n"
+        "create_app(ServerConfig(providers=('modellix',)))\n"
+        "late = ('jsonschema', 'referencing', 'jsonschema_rs', 'h11', 'wanmock.mockserver.replay', 'av')\n"
+        "print(sorted(m for m in late if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +47,23 @@ def decode_json(raw: bytes) -> Any:
         if LONE_SURROGATE.search(text):
             value = json.loads(LONE_SURROGATE.sub("\ufffd", text))
     return value
+
+
+NUL = "\0"  # what joins strings into one flat value: no header name or value can hold it
+
+
+def join_flat(values: Sequence[str]) -> str | tuple[str, ...]:
+    """Strings as one NUL-joined string, so a stored record stays flat (untracked by the
+    collector); the tuple itself in the rare case that one of them holds a NUL."""
+    joined = NUL.join(values)
+    return joined if joined.count(NUL) == max(len(values) - 1, 0) else tuple(values)
+
+
+def split_flat(joined: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The strings ``join_flat`` kept."""
+    if isinstance(joined, tuple):
+        return joined
+    return tuple(joined.split(NUL)) if joined else ()
 
 
 def text_of(raw: bytes) -> str:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from wanmock.mockserver.bodies import decoded_or_raw, dumps, journal_form, loads, text_of
+from wanmock.mockserver.bodies import decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
 from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.mockserver.guard import public_base
 from wanmock.mockserver.http import (
@@ -136,9 +136,6 @@ class RequestContext:
         self.status, self.answer, self.headers = status, answer, headers or {}
 
 
-NUL = "\0"
-
-
 def rules_and_task(
     rules: Callable[[], list[Any]], get: Callable[[str, str], Task | None], provider: str, task_id: str
 ) -> tuple[list[Any], Task | None]:
@@ -146,29 +143,17 @@ def rules_and_task(
     return rules(), get(provider, task_id)
 
 
-def join(values: Iterable[str]) -> str:
-    """Strings as one (so a stored record stays flat): NUL-separated."""
-    return NUL.join(values)
-
-
-def split(joined: str | tuple[str, ...]) -> tuple[str, ...]:
-    if isinstance(joined, tuple):
-        return joined
-    return tuple(joined.split(NUL)) if joined else ()
-
-
 def format_exchange(fingerprint: Fingerprint, raw: tuple[Any, ...]) -> Parts:
     """A journal entry's target, bodies and headers as the control plane shows them, from the
     flat parts ``Pipeline.journal`` kept: decoded as the request was, scrubbed of every
     credential the request presented (in any form; scrub.py), and bounded (limits.py)."""
     path, query, target_done, body, body_bounded, response, joined_headers, known = raw
-    parts = joined_headers.split(NUL) if joined_headers else []
+    parts = split_flat(joined_headers)
     headers = list(zip(parts[::2], parts[1::2], strict=True))
-    secrets = tuple(request_secrets(headers, query)) if known is None else split(known)  # a tuple: kept as it was
+    secrets = tuple(request_secrets(headers, query)) if known is None else split_flat(known)
     clean = Scrubber.cached(secrets, fingerprint)
-    request_body = (
-        loads(body) if body_bounded else journal_form(decoded_or_raw(body), clean)
-    )  # bounded one: scrubbed too
+    # a large body was bounded and scrubbed when the exchange was recorded
+    request_body = loads(body) if body_bounded else journal_form(decoded_or_raw(body), clean)
     return (
         path if target_done else cut(clean.text(path), JOURNAL_TARGET),
         query if target_done else cut(clean.query(query), JOURNAL_TARGET),
@@ -380,12 +365,13 @@ class Pipeline:
         now), the answer's bytes as sent and the headers, as flat values."""
         if not self.journaled:
             return
-        # the headers as one string, NUL-joined (no header name or value can hold a NUL)
-        joined = NUL.join(chain.from_iterable(rc.request_headers.items()))
-        headers_size = len(joined) + 6 * len(rc.request_headers)
+        # the headers as one string (a flat record), NUL-joined
+        pairs = list(chain.from_iterable(rc.request_headers.items()))
+        headers_size = sum(map(len, pairs)) + 6 * len(rc.request_headers)
         if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
-            joined = NUL.join(chain.from_iterable(bounded_headers(rc.request_headers.items())))
+            pairs = list(chain.from_iterable(bounded_headers(rc.request_headers.items())))
             headers_size = JOURNAL_HEADER_BYTES
+        joined = join_flat(pairs)
         body: bytes = rc.raw
         body_bounded = len(body) > JOURNAL_BODY_BYTES
         if body_bounded:  # a large body is bounded (and scrubbed) now: an entry never holds more of it
@@ -397,7 +383,7 @@ class Pipeline:
             path, query = cut(early.text(path), JOURNAL_TARGET), cut(early.query(query), JOURNAL_TARGET)
         response = b"" if dropped or rc.response is not None else rc.body_bytes
         secrets = rc.__dict__.get("secrets")  # when the body or the target needed them already
-        known = None if secrets is None else join(secrets) if not any(NUL in x for x in secrets) else secrets
+        known = None if secrets is None else join_flat(secrets)
         entry = JournalEntry(  # numbered by the store as it appends (one round trip)
             0, rc.now, self.name, rc.method, "", "", 0 if dropped else rc.status,
             None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),

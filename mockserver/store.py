@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import orjson
+from wanmock.mockserver.bodies import join_flat, split_flat
 from wanmock.mockserver.faults import FaultRules, FaultRuleSet
 from wanmock.mockserver.limits import DEFAULT_JOURNAL_BYTES, entry_size
 from wanmock.mockserver.tasks import Task, VideoParams
@@ -292,12 +293,6 @@ def loads_text(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def _keys(joined: str | tuple[str, ...]) -> tuple[str, ...]:
-    if isinstance(joined, tuple):
-        return joined
-    return tuple(joined.split("\0")) if joined else ()
-
-
 def _json_text(value: dict[str, Any]) -> str:
     return dumps_text(value) if value else ""
 
@@ -368,7 +363,7 @@ class MemoryStore:
         keys: Any = ""
         if not request and task.request_raw is not None:
             request, secrets = task.request_raw
-            keys = "\0".join(secrets) if not any("\0" in k for k in secrets) else secrets
+            keys = join_flat(secrets)
         return (
             name(task.kind),
             name(task.model_id),
@@ -412,7 +407,7 @@ class MemoryStore:
             test_id=r[_TEST],
             owner=r[_OWNER],
             request_text=r[_REQUEST] if isinstance(r[_REQUEST], str) else "",
-            request_raw=(r[_REQUEST], _keys(r[_KEYS])) if isinstance(r[_REQUEST], bytes) else None,
+            request_raw=(r[_REQUEST], split_flat(r[_KEYS])) if isinstance(r[_REQUEST], bytes) else None,
             seq=r[_SEQ],
         )
 

@@ -368,3 +368,36 @@ def test_concurrent_requests_journal_every_exchange_once(tmp_path: Path) -> None
     finally:
         mock.close()
         store.close()
+
+
+def test_a_header_value_with_a_nul_is_journaled_whole(make_mock: Any) -> None:
+    """The journal joins header names and values with NUL to keep a record flat; a value that
+    holds a NUL itself (an HTTP parser would refuse it, an ASGI caller may not) is kept apart."""
+    mock = make_mock(providers=("dashscope",))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/tasks/no-such-task",
+        "raw_path": b"/api/v1/tasks/no-such-task",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"mock"), (b"authorization", b"Bearer test-key"), (b"x-odd", b"a\x00b")],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 5555),
+    }
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(mock.app(scope, receive, send))
+    entry = mock.state.store.journal()[-1].to_dict()
+    assert entry["status"] == sent[0]["status"] == 200  # DashScope answers an unknown id with UNKNOWN
+    assert entry["request_headers"]["x-odd"] == "a\x00b"
+    assert entry["request_headers"]["authorization"].startswith("<redacted sha256:")

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/load.py` from anywhere
     sys.path.insert(0, str(REPO))
 
-from wanmock.contracts.tools.launcher import LaunchError, ServeProcess  # noqa: E402
+from wanmock.contracts.tools.launcher import LaunchError, ServeProcess, stop_group  # noqa: E402
 from wanmock.schemas import catalog, resolve_pointer  # noqa: E402
 from wanmock.schemas.catalog import ROOT as SCHEMAS_ROOT  # noqa: E402
 
@@ -497,9 +497,4 @@ def redis_server() -> Iterator[str]:
                 time.sleep(0.05)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_group(process, first=signal.SIGTERM)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -51,6 +52,7 @@ from harness import (
     install_signal_handlers,
     machine_busy_seconds,
     redis_server,
+    stop_group,
     table,
 )
 
@@ -211,12 +213,7 @@ def startup_seconds(command: list[str], port: int) -> float:
             time.sleep(0.002)
         raise BenchmarkError(f"{command[1:]} did not answer 200 within 30 s")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_group(process, first=signal.SIGTERM)
 
 
 def startup(rounds: int = 3) -> list[tuple[str, str]]:

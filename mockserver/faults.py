@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
+from wanmock.mockserver.errors import ApiError, kind_for_status
 from wanmock.schemas import catalog
 
 ACTIONS = ("error", "latency", "drop", "fail")
@@ -191,3 +192,17 @@ class FaultRules:
             if fired:
                 self._rules = [r for r in self._rules if not exhausted(r)]
         return fired
+
+
+def fault_error(rule: FaultRule) -> ApiError:
+    """The error an ``error`` rule answers with, in the provider's envelope (its status; its
+    code and message when the rule gives them, verbatim)."""
+    status = rule.status or 500
+    return ApiError(
+        kind_for_status(status),
+        rule.message or f"wanmock fault rule {rule.id}",
+        status=status,
+        code=rule.code,
+        retry_after=rule.retry_after,
+        verbatim=rule.message is not None,
+    )

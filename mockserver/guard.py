@@ -47,12 +47,6 @@ def admin_token(option: str | None = None) -> str | None:
     return option or os.environ.get(ADMIN_TOKEN_VARIABLE) or None
 
 
-def admin_headers(token: str | None = None) -> dict[str, str]:
-    """Headers a tool sends to a wanmock control plane (the token, from option or environment)."""
-    found = admin_token(token)
-    return {ADMIN_TOKEN_HEADER: found} if found else {}
-
-
 def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     return host in ("localhost", "::1") or host.startswith("127.")

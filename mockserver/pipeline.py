@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from wanmock.mockserver.bodies import decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
-from wanmock.mockserver.errors import ApiError, kind_for_status
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.faults import fault_error
 from wanmock.mockserver.guard import public_base
 from wanmock.mockserver.http import (
     TEST_HEADER,
@@ -329,15 +330,7 @@ class Pipeline:
             if rule.action == "drop":
                 raise ConnectionDropped(rule.id)
             if rule.action == "error":
-                status = rule.status or 500
-                raise ApiError(
-                    kind_for_status(status),
-                    rule.message or f"wanmock fault rule {rule.id}",
-                    status=status,
-                    code=rule.code,
-                    retry_after=rule.retry_after,
-                    verbatim=rule.message is not None,
-                )
+                raise fault_error(rule)
 
     def refuse(self, rc: RequestContext, error: ApiError) -> None:
         recorded = self.operation.refusal(rc, error)

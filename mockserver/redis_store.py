@@ -44,6 +44,7 @@ from wanmock.mockserver.store import (
     dumps_text,
     evict_at,
     loads_text,
+    outcome,
 )
 from wanmock.mockserver.tasks import Task
 
@@ -246,10 +247,7 @@ class RedisStore:
                 pending.append((len(out) - 1, finish))
                 continue
             flush()
-            try:
-                out[-1] = (None, call())
-            except BaseException as exc:
-                out[-1] = (exc, None)
+            out[-1] = outcome(call)
         flush()
         return out
 

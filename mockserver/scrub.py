@@ -131,16 +131,8 @@ SIGNED_ASSIGNMENT = re.compile(
 USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s\"'<>]*)@")
 
 
-_HEADER_VERDICTS: dict[str, bool] = {}  # header names repeat on every request
-
-
 def secret_header(name: str) -> bool:
-    found = _HEADER_VERDICTS.get(name)
-    if found is None:
-        found = _norm(name) in SECRET_HEADERS
-        if len(name) <= SHORT_NAME and len(_HEADER_VERDICTS) < 4096:
-            _HEADER_VERDICTS[name] = found
-    return found
+    return _norm(name) in SECRET_HEADERS
 
 
 def secret_param(name: str) -> bool:

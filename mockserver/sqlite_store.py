@@ -31,6 +31,7 @@ from wanmock.mockserver.store import (
     dumps_text,
     evict_at,
     loads_text,
+    outcome,
 )
 from wanmock.mockserver.tasks import Task
 
@@ -228,10 +229,7 @@ class SQLiteStore:
                 continue
             if func not in keep:
                 cached = None  # any other call may change the rules (a take, a reset)
-            try:
-                out.append((None, call()))
-            except BaseException as exc:
-                out.append((exc, None))
+            out.append(outcome(call))
         return out
 
     @contextmanager

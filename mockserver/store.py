@@ -276,6 +276,15 @@ _TEST, _OWNER, _REQUEST, _SEQ, _KEYS = range(15, 20)
 _INTERN_LIMIT = 4096  # distinct short strings shared between tasks (models, owners, test ids)
 
 
+def outcome(call: Callable[[], Any]) -> tuple[BaseException | None, Any]:
+    """(the exception, None) or (None, the result) of one store call of a batch: each call's
+    failure goes to its own caller, who decides."""
+    try:
+        return None, call()
+    except BaseException as exc:
+        return exc, None
+
+
 def dumps_text(value: Any) -> str:
     """JSON text of a stored value, by orjson where it can (what orjson cannot encode, such as an
     integer beyond 64 bits or a lone surrogate, by the standard library)."""

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from wanmock.mockserver.store import JournalEntry, TaskStore
+from wanmock.mockserver.store import JournalEntry, TaskStore, outcome
 
 log = logging.getLogger("wanmock")
 T = TypeVar("T")
@@ -108,13 +108,6 @@ def _serve(jobs: queue.SimpleQueue[Job | None], store: TaskStore) -> None:
 Answers = dict[asyncio.AbstractEventLoop, list[tuple["asyncio.Future[Any]", BaseException | None, Any]]]
 
 
-def _outcome(call: Callable[[], Any]) -> tuple[BaseException | None, Any]:
-    try:
-        return None, call()
-    except BaseException as exc:  # handed to the caller, who decides
-        return exc, None
-
-
 def _run(batch: list[Job], store: TaskStore) -> Answers:
     """Run a batch's calls in order (its journal entries at once) and collect the answers."""
     answers: Answers = {}
@@ -122,7 +115,7 @@ def _run(batch: list[Job], store: TaskStore) -> Answers:
     # given up: never write late what a 503 answered; journal entries are written below, at once
     live = [job for job in batch if not job[1].done() and not isinstance(job[2], JournalWrite)]
     together = getattr(store, "run_calls", None)  # Redis: one pipeline for the batch
-    outcomes = together([call for _, _, call in live]) if together is not None else [_outcome(c) for _, _, c in live]
+    outcomes = together([call for _, _, call in live]) if together is not None else [outcome(c) for _, _, c in live]
     for (loop, future, _), (failure, value) in zip(live, outcomes, strict=True):
         answers.setdefault(loop, []).append((future, failure, value))
     if writes:  # the batch's journal entries: one transaction (SQLite), one round trip (Redis)

@@ -50,8 +50,8 @@ from wanmock.contracts.tools.traffic import (
     judge,
 )
 from wanmock.mockserver.config import ServerConfig
-from wanmock.mockserver.errors import ApiError, kind_for_status
-from wanmock.mockserver.faults import FaultRule, FaultRules, RuleError
+from wanmock.mockserver.errors import ApiError
+from wanmock.mockserver.faults import FaultRule, FaultRules, RuleError, fault_error
 from wanmock.mockserver.http import DroppedResponse
 from wanmock.mockserver.profiles import Context, profile_for
 from wanmock.mockserver.routing import Match
@@ -191,16 +191,7 @@ class Proxy:
                 return DroppedResponse()
             if rule.action == "error":
                 self.counts["faulted"] += 1
-                status = rule.status or 500
-                error = ApiError(
-                    kind_for_status(status),
-                    rule.message or f"wanmock fault rule {rule.id}",
-                    status=status,
-                    code=rule.code,
-                    retry_after=rule.retry_after,
-                    verbatim=rule.message is not None,
-                )
-                return self.provider_answer(error, request.url.path, f"fault rule {rule.id}")
+                return self.provider_answer(fault_error(rule), request.url.path, f"fault rule {rule.id}")
         return None
 
     # -- forwarding -------------------------------------------------------------------------

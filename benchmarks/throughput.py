@@ -1,14 +1,22 @@
 """HTTP throughput and latency of `wanmock serve` next to the framework ceiling, with wrk.
 
 Run:  python benchmarks/throughput.py [--duration 5] [--rounds 3] [--connections 64] [--threads 2]
-                               [--quick] [--no-stores] [--providers modellix,dashscope]
+                               [--quick [--tail]] [--no-stores] [--providers modellix,dashscope]
+
+This is the issue's ``benchmarks/http.py`` under another name: a script named ``http.py`` in
+this directory would shadow the standard library's ``http`` package for every script here
+(Python puts a script's directory first on ``sys.path``).
 
 Starts every server once, on 127.0.0.1 ports picked by the system, and measures them side by
 side in interleaved rounds (round 1: every server, then round 2: every server...), so a change in
 the machine's load hits every server alike; each figure is the median over the rounds:
 
 * ``ceiling``: a bare Starlette app on uvicorn with uvloop and httptools (benchmarks/bare_app.py);
-* ``wanmock <provider>``: ``wanmock serve --provider <provider>`` (memory store, 1 worker);
+* ``wanmock <provider>``: ``wanmock serve --provider <provider>`` (memory store, 1 worker, the
+  default asyncio event loop), and the first provider again with ``--loop uvloop``;
+* ``ceiling +100 µs, <loop>``: the bare app with 100 µs of CPU work added to each request (about
+  what wanmock costs), on uvloop and on asyncio: the event loop's share of the latency tail at
+  that cost, without wanmock's code (full runs, or ``--quick --tail``);
 * ``wanmock all``: every provider on one port, requests to ``/modellix/...``;
 * ``sqlite wN`` / ``redis wN``: modellix on the SQLite store and on a Redis store (a
   ``redis-server`` the benchmark starts on a free port, no persistence), 1 and 2 workers;
@@ -55,6 +63,8 @@ from harness import (
     stop_group,
     table,
 )
+
+TAIL_BUSY_US = 100  # the ceiling made about as costly per request as wanmock, for the latency tail
 
 WRK_DONE = """
 done = function(summary, latency, requests)
@@ -134,10 +144,15 @@ def run_wrk(args: argparse.Namespace, url: str, script: Path, server: WanmockSer
     )
 
 
-def bare_server() -> WanmockServer:
+def bare_server(*extra: str) -> WanmockServer:
     server = WanmockServer()
-    server.command = [sys.executable, str(REPO / "benchmarks" / "bare_app.py")]
+    server.command = [sys.executable, str(REPO / "benchmarks" / "bare_app.py"), *extra]
     return server
+
+
+def bare_target(label: str, *extra: str) -> Target:
+    body = b'{"model": "m", "prompt": "a red ball"}'
+    return Target(label, bare_server(*extra), "/submit", body, {**AUTH, "Content-Type": "application/json"}, None)
 
 
 def wanmock_target(label: str, provider: str, *serve_args: str) -> Target:
@@ -148,17 +163,16 @@ def wanmock_target(label: str, provider: str, *serve_args: str) -> Target:
 
 
 def targets(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[Target]:
-    bare = Target(
-        "ceiling (bare Starlette)",
-        bare_server(),
-        "/submit",
-        b'{"model": "m", "prompt": "a red ball"}',
-        {**AUTH, "Content-Type": "application/json"},
-        None,
-    )
-    found = [bare]
+    found = [bare_target("ceiling (bare Starlette)")]
     for provider in args.providers:
         found.append(wanmock_target(f"wanmock {provider}", provider))
+    # the event loop's share of the latency tail: wanmock on uvloop, and the ceiling made as
+    # costly per request as wanmock (--busy-us) on each loop
+    found.append(wanmock_target(f"wanmock {args.providers[0]} --loop uvloop", args.providers[0], "--loop", "uvloop"))
+    if args.tail or not args.quick:
+        for loop in ("uvloop", "asyncio"):
+            busy = str(TAIL_BUSY_US)
+            found.append(bare_target(f"ceiling +{busy} µs, {loop}", "--busy-us", busy, "--loop", loop))
     if not args.quick:
         found.append(wanmock_target("wanmock all", "all"))
     if not args.quick and not args.no_stores:
@@ -291,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the ceiling and the single-provider servers")
     parser.add_argument("--no-stores", action="store_true", help="leave out SQLite and Redis")
     parser.add_argument("--no-startup", action="store_true", help="leave out the start-up measurement")
+    parser.add_argument(
+        "--tail", action="store_true", help=f"with --quick: also the ceiling with {TAIL_BUSY_US} µs of work per request"
+    )
     args = parser.parse_args(argv)
     args.providers = [p for p in args.providers.split(",") if p]
     if shutil.which("wrk") is None:

@@ -16,8 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 
 from starlette.applications import Starlette
-from starlette.routing import Route
-from wanmock.mockserver.admin import admin_routes
+from starlette.routing import BaseRoute, Route
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.dispatch import Dispatcher, MockApp, ProviderFirstRouter
 from wanmock.mockserver.files import download
@@ -59,12 +58,18 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
         profile = profile_for(name, config)
         state.served[name] = Served(profile, Router(profile.provider))
     dispatcher = Dispatcher(state, {name: TaskOperations(state, name).pipeline for name in state.served})
-    routes = [
-        *admin_routes(),
-        Route(FILES_PREFIX + "/{provider}/{name}", download, methods=["GET", "HEAD"]),
-        Route(UPLOADS_PREFIX + "/{provider}", upload, methods=["POST"]),
-        Route("/{path:path}", dispatcher),
-    ]
+
+    def routes() -> list[BaseRoute]:
+        """The control plane's routes, built (and admin.py, with the dashboard, imported) when
+        the first request outside the providers' paths arrives: start-up does not pay for them."""
+        from wanmock.mockserver.admin import admin_routes
+
+        return [
+            *admin_routes(),
+            Route(FILES_PREFIX + "/{provider}/{name}", download, methods=["GET", "HEAD"]),
+            Route(UPLOADS_PREFIX + "/{provider}", upload, methods=["POST"]),
+            Route("/{path:path}", dispatcher),
+        ]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

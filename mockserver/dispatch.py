@@ -5,7 +5,7 @@ other's, the first path segments that guess each, and the fallback)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -71,11 +71,30 @@ class Dispatcher:
 class ProviderFirstRouter(Router):
     """Starlette's router, except that a request outside ``/__admin`` and ``/__files`` goes
     straight to the dispatcher: one dispatch for provider paths, not a regex try of every
-    control-plane route first. (The app's middleware still runs before it.)"""
+    control-plane route first. (The app's middleware still runs before it.) ``routes`` may be a
+    function that builds them: it is called when they are first needed (by a request the
+    dispatcher does not take, or a reader of ``routes``), so start-up does not import them."""
 
-    def __init__(self, dispatcher: Dispatcher, routes: Sequence[BaseRoute], lifespan: Lifespan[Any]) -> None:
-        super().__init__(routes=routes, lifespan=lifespan, default=dispatcher)
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        routes: Sequence[BaseRoute] | Callable[[], Sequence[BaseRoute]],
+        lifespan: Lifespan[Any],
+    ) -> None:
+        self._build: Callable[[], Sequence[BaseRoute]] | None = routes if callable(routes) else None
+        super().__init__(routes=[] if callable(routes) else routes, lifespan=lifespan, default=dispatcher)
         self.dispatcher = dispatcher
+
+    @property  # Starlette's is a plain attribute: built on first read here
+    def routes(self) -> list[BaseRoute]:
+        if self._build is not None:
+            build, self._build = self._build, None
+            self._routes = list(build())
+        return self._routes
+
+    @routes.setter
+    def routes(self, routes: list[BaseRoute]) -> None:
+        self._routes = list(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIXES):

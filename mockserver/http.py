@@ -22,6 +22,9 @@ from wanmock.mockserver.bodies import decode_json
 from wanmock.mockserver.errors import ApiError
 
 TEST_HEADER = "x-wanmock-test"
+# In a response start message: the whole body follows at once, so the server may write head and
+# body together (wanmock.mockserver.netguard does; any other ASGI server ignores the key).
+ONE_WRITE = "wanmock.one_write"
 SECRET_HEADERS = ("authorization", "cookie", "x-api-key")
 JOURNAL_STRING_LIMIT = 256
 JOURNAL_DEPTH_LIMIT = 32

@@ -28,6 +28,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, cast
 
+from wanmock.mockserver.http import ONE_WRITE
+
 log = logging.getLogger("wanmock")
 TICK_SECONDS = 0.5
 LOG_EVERY = 10.0
@@ -153,10 +155,53 @@ def __getattr__(name: str) -> Any:
 
 PROTOCOLS = {"h11": "wanmock.mockserver.netguard:GuardedH11Protocol"}
 if importlib.util.find_spec("httptools") is not None:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    class _HeldWrites:
+        """Where a coalescing cycle's writes wait between its head and its first body message."""
+
+        __slots__ = ("parts", "real")
+
+        def __init__(self, real: asyncio.Transport) -> None:
+            self.real = real
+            self.parts: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.parts.append(data)
+
+        def is_closing(self) -> bool:
+            return self.real.is_closing()
+
+        def flush(self) -> asyncio.Transport:
+            if self.parts:
+                self.real.write(b"".join(self.parts))
+                self.parts = []
+            return self.real
+
+        def close(self) -> None:  # the app failed after its head: the head goes out, then the close
+            self.flush().close()
+
+    class CoalescingCycle(RequestResponseCycle):
+        """uvicorn's request-response cycle, except that a response whose start message says its
+        body follows at once (``ONE_WRITE``) is written in one write, head and body: one
+        system call and one TCP segment for a provider's answer instead of two."""
+
+        async def send(self, message: Any) -> None:
+            if message["type"] == "http.response.start" and message.get(ONE_WRITE):
+                self.transport = _HeldWrites(self.transport)  # type: ignore[assignment]
+                await super().send(message)
+                return
+            await super().send(message)
+            held: Any = self.transport
+            if type(held) is _HeldWrites:  # the first body message: written with the head
+                self.transport = held.flush()
 
     class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
-        """uvicorn's httptools protocol, guarded."""
+        """uvicorn's httptools protocol, guarded; its cycles coalesce (CoalescingCycle)."""
+
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            cycle.__class__ = CoalescingCycle  # the same object, with the coalescing send
+            super()._start_asgi_task(cycle, app)
 
     PROTOCOLS["httptools"] = "wanmock.mockserver.netguard:GuardedHttpToolsProtocol"
 

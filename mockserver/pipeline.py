@@ -30,6 +30,7 @@ from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.faults import fault_error
 from wanmock.mockserver.guard import public_base
 from wanmock.mockserver.http import (
+    ONE_WRITE,
     TEST_HEADER,
     ConnectionDropped,
     DroppedResponse,
@@ -201,7 +202,7 @@ class Pipeline:
             if len(self._bases) < MAX_ORIGINS:
                 self._bases[(host, fallback)] = base
         rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
-        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id(), self.result_url(base))
+        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id, self.result_url(base))
         return rc
 
     def result_url(self, base: str) -> Callable[[Task], str]:
@@ -409,7 +410,7 @@ class Pipeline:
         if b"content-type" not in names:
             raw.append((b"content-type", b"application/json"))
         raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
-        await send({"type": "http.response.start", "status": rc.status, "headers": raw})
+        await send({"type": "http.response.start", "status": rc.status, "headers": raw, ONE_WRITE: True})
         await send({"type": "http.response.body", "body": body})
 
     # -- shared by the operations ---------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -35,6 +34,11 @@ if TYPE_CHECKING:
     from wanmock.mockserver.store import TaskStore
 
 STORES = ("memory", "sqlite", "redis", "rediss")
+# The event loop: asyncio by default. uvloop answers a few percent more requests a second at
+# full load, but serves connections unevenly there: its p99 is ten times asyncio's
+# (docs/PERFORMANCE.md, "The latency tail").
+LOOPS = ("asyncio", "uvloop")
+DEFAULT_LOOP = "asyncio"
 OPTIONS_VARIABLE = "WANMOCK_SERVE_OPTIONS"
 WORKERS_NEED_A_SHARED_STORE = "workers need a shared store: --store sqlite:///... or redis://..."
 REDIS_PASSWORD_VARIABLE = "WANMOCK_REDIS_PASSWORD"
@@ -122,6 +126,13 @@ def add_parser(subparsers: Any) -> None:
         "--list-settings", action="store_true", help="print every setting --config and --set accept, and exit"
     )
     parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=DEFAULT_LOOP,
+        help=f"the event loop (default {DEFAULT_LOOP}: at full load uvloop answers a few more requests a second, "
+        "but some wait ten times longer; docs/PERFORMANCE.md)",
+    )
+    parser.add_argument(
         "--access-log",
         action="store_true",
         help="log one line per request (off by default: it costs time; with --workers also pass --log-level info)",
@@ -177,6 +188,7 @@ examples:
   wanmock serve --keys keys.txt --tasks-per-key          each key sees only its own tasks
   wanmock serve --header-timeout 5 --body-timeout 60 --max-connections 500
   wanmock serve --store sqlite:///wanmock.db --workers 4
+  wanmock serve --loop uvloop                            more requests a second at full load, a longer tail
   wanmock serve --cassette recordings/dashscope --clock manual
   wanmock serve --config wanmock.toml --set timing=instant --set rate_limits.modellix.rpm=100
   wanmock serve --list-settings                          every setting of --config and --set
@@ -270,9 +282,11 @@ def uvicorn_config(app: Any, args: argparse.Namespace, **extra: Any) -> Any:
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
     """The configuration the options describe, then ``--config FILE`` and each ``--set`` applied."""
+    config = _options_config(args)
+    if getattr(args, "config", None) is None and not getattr(args, "settings", None):
+        return config  # the settings reader (and TOML) only when asked
     from wanmock.mockserver import settings
 
-    config = _options_config(args)
     values: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         values.update(settings.read_file(args.config))
@@ -379,11 +393,13 @@ def exposure_problem(args: argparse.Namespace) -> str | None:
 
 
 def http_stack(args: argparse.Namespace) -> dict[str, Any]:
-    """uvicorn's options for the HTTP stack: uvloop and the httptools parser where installed
-    (the default dependencies), asyncio and h11 otherwise; the access log only when asked."""
-    stack: dict[str, Any] = {"access_log": bool(getattr(args, "access_log", False))}
-    if importlib.util.find_spec("uvloop") is not None:
-        stack["loop"] = "uvloop"
+    """uvicorn's options for the HTTP stack: the event loop ``--loop`` names (asyncio unless
+    asked), the httptools parser where installed (a default dependency), h11 otherwise; the
+    access log only when asked. ``--loop uvloop`` without uvloop installed is a ValueError."""
+    loop = getattr(args, "loop", DEFAULT_LOOP)
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("--loop uvloop: uvloop is not installed (pip install uvloop; it does not run on Windows)")
+    stack: dict[str, Any] = {"access_log": bool(getattr(args, "access_log", False)), "loop": loop}
     if importlib.util.find_spec("httptools") is not None:
         stack["http"] = "httptools"
     return stack
@@ -425,6 +441,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     problem = exposure_problem(args)
     if problem is not None:
         err.write(f"wanmock serve: {problem}\n")
+        return 2
+    try:
+        http_stack(args)
+    except ValueError as exc:
+        err.write(f"wanmock serve: {exc}\n")
         return 2
     if args.header_timeout <= 0 or args.body_timeout <= 0 or args.max_connections < 1:
         err.write("wanmock serve: --header-timeout and --body-timeout must be positive, --max-connections >= 1\n")
@@ -503,6 +524,8 @@ def run_workers(args: argparse.Namespace, store: TaskStore, sockets: list[socket
     os.environ[OPTIONS_VARIABLE] = encode_options(argparse.Namespace(**vars(args), media_dir=media_dir))
     config = uvicorn_config("wanmock.mockserver.serve:app_from_env", args, factory=True, workers=args.workers)
     supervisor: Any = Multiprocess
+    import inspect
+
     if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn wants the worker's target
         supervisor = functools.partial(supervisor, target=uvicorn.Server(config).run)
     try:

@@ -412,14 +412,18 @@ def test_the_commands_found_without_entry_points_are_the_installed_ones() -> Non
 def test_wanmock_serve_starts_without_the_modules_it_needs_only_later() -> None:
     """Start-up stays short: building the served app imports neither the reference validator
     (jsonschema, referencing: needed for the first invalid body), nor jsonschema-rs (the first
-    validation), nor h11 (the httptools stack serves), nor the replay (--cassette only)."""
+    validation), nor h11 (the httptools stack serves), nor the replay (--cassette only), nor
+    the control plane and its dashboard (the first /__admin request), nor the settings reader
+    (--config and --set only), nor uvloop (--loop uvloop only)."""
     probe = (
-        "import sys, wanmock.mockserver.cli as c; c.build_parser('serve')\n"
-        "from wanmock.mockserver.app import create_app\n"
-        "from wanmock.mockserver.config import ServerConfig\n"
-        "create_app(ServerConfig(providers=('modellix',)))\n"
-        "late = ('jsonschema', 'referencing', 'jsonschema_rs', 'h11', 'wanmock.mockserver.replay', 'av')\n"
-        "print(sorted(m for m in late if m in sys.modules))"
+        "import sys, wanmock.mockserver.cli as c\n"
+        "from wanmock.mockserver import serve\n"
+        "args = c.build_parser('serve').parse_args(['serve', '--provider', 'modellix'])\n"
+        "app = serve.build_app(args); serve.uvicorn_config(app, args)\n"
+        "late = ('jsonschema', 'referencing', 'jsonschema_rs', 'h11', 'wanmock.mockserver.replay', 'av',\n"
+        "        'wanmock.mockserver.admin', 'wanmock.mockserver.dashboard', 'wanmock.mockserver.settings', 'uvloop')\n"
+        "print(sorted(m for m in late if m in sys.modules))\n"
+        "app.router.routes; print('wanmock.mockserver.admin' in sys.modules)"
     )
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert shown.stdout.strip() == "[]"
+    assert shown.stdout.strip().splitlines() == ["[]", "True"]

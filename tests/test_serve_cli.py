@@ -177,12 +177,12 @@ def test_listening_socket_lets_asyncio_disable_nagle() -> None:
         sock.close()
 
 
-def test_the_http_stack_is_uvloop_and_httptools_without_an_access_log() -> None:
+def test_the_http_stack_is_httptools_without_an_access_log() -> None:
     import argparse
 
     from wanmock.mockserver.serve import http_stack
 
-    assert http_stack(argparse.Namespace()) == {"loop": "uvloop", "http": "httptools", "access_log": False}
+    assert http_stack(argparse.Namespace()) == {"loop": "asyncio", "http": "httptools", "access_log": False}
     assert http_stack(argparse.Namespace(access_log=True))["access_log"] is True
 
 

@@ -20,16 +20,32 @@ from wanmock.mockserver.tasks import EXPIRED, Task, VideoParams
 from wanmock.schemas import Issue, Model, catalog, resolve_pointer
 
 
-@dataclass(slots=True)
 class Context:
-    """What a profile needs to know about the request it is answering."""
+    """What a profile needs to know about the request it is answering.
 
-    now: float
-    base_url: str  # scheme://host[:port], no trailing slash
-    prefix: str  # where this provider is mounted ("" or "/dashscope")
-    path: str
-    request_id: str
-    result_url: Callable[[Task], str]
+    ``request_id`` is a string, or a function that draws one: it is drawn when first read, so
+    an answer that shows none (a Modellix poll of an unfinished task) costs no draw."""
+
+    __slots__ = ("_request_id", "base_url", "now", "path", "prefix", "result_url")
+
+    def __init__(
+        self,
+        now: float,
+        base_url: str,  # scheme://host[:port], no trailing slash
+        prefix: str,  # where this provider is mounted ("" or "/dashscope")
+        path: str,
+        request_id: str | Callable[[], str],
+        result_url: Callable[[Task], str],
+    ) -> None:
+        self.now, self.base_url, self.prefix, self.path = now, base_url, prefix, path
+        self._request_id, self.result_url = request_id, result_url
+
+    @property
+    def request_id(self) -> str:
+        found = self._request_id
+        if not isinstance(found, str):
+            found = self._request_id = found()
+        return found
 
 
 Answer = tuple[int, dict[str, Any]]

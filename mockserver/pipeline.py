@@ -63,6 +63,7 @@ from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
 
 log = logging.getLogger("wanmock")
 MAX_ORIGINS = 64  # result-link functions kept per pipeline (one per origin a client used)
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 @dataclass
@@ -403,13 +404,17 @@ class Pipeline:
             await rc.response(rc.asgi, rc.receive, send)
             return
         body = b"" if rc.method == "HEAD" else rc.body_bytes
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rc.headers.items()]
-        names = {k for k, _ in raw}
-        if b"content-length" not in names and not (rc.status < 200 or rc.status in (204, 304)):
-            raw.append((b"content-length", str(len(body)).encode("latin-1")))
-        if b"content-type" not in names:
-            raw.append((b"content-type", b"application/json"))
-        raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
+        if not rc.headers and rc.status >= 200 and rc.status not in (204, 304):  # most answers
+            raw = [(b"content-length", b"%d" % len(body)), JSON_TYPE]
+        else:
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rc.headers.items()]
+            names = {k for k, _ in raw}
+            if b"content-length" not in names and not (rc.status < 200 or rc.status in (204, 304)):
+                raw.append((b"content-length", str(len(body)).encode("latin-1")))
+            if b"content-type" not in names:
+                raw.append(JSON_TYPE)
+        if rc.warnings:
+            raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
         await send({"type": "http.response.start", "status": rc.status, "headers": raw, ONE_WRITE: True})
         await send({"type": "http.response.body", "body": body})
 

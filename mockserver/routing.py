@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 from wanmock.schemas import Endpoint, Provider
 
@@ -42,6 +44,10 @@ def compile_template(template: str) -> re.Pattern[str]:
     return re.compile("^" + out + re.escape(template[pos:]) + "$")
 
 
+MATCHES_KEPT = 4096  # (method, path) matches a router remembers: a client polls one path many times
+PATH_KEPT = 256  # a longer path is matched every time, never kept
+
+
 class Router:
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -52,15 +58,26 @@ class Router:
         ]
         # A submit path such as /api/v1/{model}/async must win over /api/v1/{model}.
         self.routes.sort(key=lambda r: -len(r.template))
+        # (method, path) -> (route index, name, value, name, value...): flat tuples of strings,
+        # which the collector stops tracking, however many paths are kept
+        self._seen: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def match(self, method: str, path: str) -> Match | WrongMethod | None:
+        kept = self._seen.get((method, path))
+        if kept is not None:
+            return Match(self.routes[kept[0]].endpoint, dict(zip(kept[1::2], kept[2::2], strict=True)))
         allowed: list[str] = []
-        for route in self.routes:
+        for index, route in enumerate(self.routes):
             found = route.pattern.match(path)
             if found is None:
                 continue
             if route.endpoint.method == method or (method == "HEAD" and route.endpoint.method == "GET"):
-                return Match(route.endpoint, found.groupdict())
+                params = found.groupdict()
+                if len(path) <= PATH_KEPT:
+                    if len(self._seen) >= MATCHES_KEPT:
+                        self._seen.clear()
+                    self._seen[(method, path)] = (index, *chain.from_iterable(params.items()))
+                return Match(route.endpoint, params)
             allowed.append(route.endpoint.method)
         return WrongMethod(tuple(sorted(set(allowed)))) if allowed else None
 

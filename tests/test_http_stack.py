@@ -178,3 +178,24 @@ def test_loop_uvloop_without_uvloop_is_refused_in_one_line(monkeypatch: pytest.M
     assert err.getvalue().count("\n") == 1
     with pytest.raises(ValueError, match="uvloop is not installed"):
         http_stack(argparse.Namespace(loop="uvloop"))
+
+
+def test_a_router_remembers_a_path_and_answers_it_alike() -> None:
+    """The router keeps the matches of the paths it saw (polls repeat one path): a kept path
+    answers exactly as a fresh match would, each time with its own params."""
+    from wanmock.mockserver.routing import Match, Router, WrongMethod
+    from wanmock.schemas import catalog
+
+    provider = catalog().provider("dashscope")
+    kept, fresh = Router(provider), Router(provider)
+    poll = provider.endpoints["poll"].paths[0].replace("{task_id}", "t-1")
+    submit = provider.endpoints["submit"].paths[0]
+    for method, path in (("GET", poll), ("POST", submit), ("DELETE", poll), ("GET", "/nowhere"), ("GET", poll + "x")):
+        first, second = kept.match(method, path), kept.match(method, path)
+        assert first == second == fresh.match(method, path)
+    again = kept.match("GET", poll)
+    assert isinstance(again, Match)
+    assert again.params == {"task_id": "t-1"}
+    again.params["task_id"] = "changed"  # a caller's change never reaches the next answer
+    assert kept.match("GET", poll) == Match(again.endpoint, {"task_id": "t-1"})
+    assert isinstance(kept.match("DELETE", poll), WrongMethod)

@@ -51,12 +51,20 @@ class Context:
 Answer = tuple[int, dict[str, Any]]
 
 
-def uuid4_text(rng: random.Random) -> str:
-    """A random version-4 UUID drawn from ``rng``, as ``str(uuid.UUID(int=..., version=4))``
+_ABSENT = object()
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, the RFC 4122 variant
+
+
+def uuid4_hex(rng: random.Random) -> str:
+    """A random version-4 UUID drawn from ``rng``, as ``uuid.UUID(int=..., version=4).hex``
     spells it, without building a ``uuid.UUID``."""
-    bits = rng.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
-    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)
-    h = f"{bits:032x}"
+    return f"{rng.getrandbits(128) & _UUID4_KEEP | _UUID4_SET:032x}"
+
+
+def uuid4_text(rng: random.Random) -> str:
+    """The same, as ``str(uuid.UUID(...))`` spells it (with dashes)."""
+    h = uuid4_hex(rng)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -114,6 +122,9 @@ class Profile:
 
     def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
         """The request's value at ``pointer``, or the schema's default for it."""
+        if type(body) is dict and pointer.rfind("/") == 0 and "~" not in pointer:  # a top-level field
+            found = body.get(pointer[1:], _ABSENT)
+            return self.default(model, pointer) if found is _ABSENT else found
         try:
             return resolve_pointer(body, pointer)
         except (KeyError, IndexError, ValueError):

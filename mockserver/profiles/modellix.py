@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wanmock.mockserver.errors import ApiError
-from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile, describe
+from wanmock.mockserver.profiles.base import Answer, Ask, Context, Profile, describe, uuid4_hex
 from wanmock.mockserver.results import output_size
 from wanmock.mockserver.tasks import Task, VideoParams
 from wanmock.schemas import Issue, Model
@@ -56,7 +56,7 @@ class Modellix(Profile):
     name = "modellix"
 
     def new_task_id(self, rng: Any) -> str:
-        return "task-" + super().new_task_id(rng).replace("-", "")[:20]
+        return "task-" + uuid4_hex(rng)[:20]  # the first 20 hex digits of a UUID, as Modellix shows
 
     def video_params(self, model: Model, body: Mapping[str, Any]) -> VideoParams:
         duration = self.field(model, body, "/duration")

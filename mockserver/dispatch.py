@@ -65,7 +65,7 @@ class Dispatcher:
             await no_such_file(self.state, Request(scope, receive))(scope, receive, send)
             return
         pipeline, prefix, below = self.resolve(path)
-        await pipeline.handle(scope, receive, send, prefix, below)
+        await pipeline.handle(scope, receive, send, prefix, below, path)
 
 
 class ProviderFirstRouter(Router):

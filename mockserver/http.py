@@ -103,6 +103,8 @@ def url_path(scope: Scope) -> str:
 def url_query(scope: Scope) -> str:
     """``Request(scope).url.query``, without building the URL for an ordinary query."""
     raw: bytes = scope.get("query_string", b"")
+    if not raw:
+        return ""
     if raw.isascii() and b"#" not in raw and b"\n" not in raw and b"\r" not in raw and b"\t" not in raw:
         return raw.decode("ascii")
     return Request(scope).url.query

@@ -192,7 +192,9 @@ class Pipeline:
         self._result_urls: dict[str, Callable[[Task], str]] = {}
         self._bases: dict[tuple[str | None, str], str] = {}  # (Host, request origin) -> result-link origin
 
-    def begin(self, scope: Scope, receive: Receive, prefix: str, path: str, now: float) -> RequestContext:
+    def begin(
+        self, scope: Scope, receive: Receive, prefix: str, path: str, now: float, full_path: str | None = None
+    ) -> RequestContext:
         headers = header_map(scope["headers"])
         host = headers.get("host")
         fallback = base_url(scope, host)
@@ -203,6 +205,8 @@ class Pipeline:
             if len(self._bases) < MAX_ORIGINS:
                 self._bases[(host, fallback)] = base
         rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
+        if full_path is not None:  # the dispatcher read it already
+            rc.__dict__["url_path"] = full_path
         rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id, self.result_url(base))
         return rc
 
@@ -219,9 +223,14 @@ class Pipeline:
                 self._result_urls[base] = found
         return found
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, prefix: str, path: str) -> None:
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, prefix: str, path: str, full_path: str | None = None
+    ) -> None:
+        """Answer one request: ``path`` is below ``prefix``; ``full_path`` is the whole URL path
+        when the caller has read it (``url_path(scope)``)."""
         state = self.state
-        rc = self.begin(scope, receive, prefix, path, state.now() if state.local_clock else await state.anow())
+        now = state.now() if state.local_clock else await state.anow()
+        rc = self.begin(scope, receive, prefix, path, now, full_path)
         try:
             try:
                 self.route(rc)

@@ -65,7 +65,10 @@ class Router:
     def match(self, method: str, path: str) -> Match | WrongMethod | None:
         kept = self._seen.get((method, path))
         if kept is not None:
-            return Match(self.routes[kept[0]].endpoint, dict(zip(kept[1::2], kept[2::2], strict=True)))
+            endpoint = self.routes[kept[0]].endpoint
+            if len(kept) == 3:  # one placeholder: most paths
+                return Match(endpoint, {kept[1]: kept[2]})
+            return Match(endpoint, dict(zip(kept[1::2], kept[2::2], strict=True)))
         allowed: list[str] = []
         for index, route in enumerate(self.routes):
             found = route.pattern.match(path)

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _run_contract(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from wanmock.contracts.testing.runner import Report
+    from wanmock.contracts.testing.runner import Report, check_interrupt, deferred_interrupts
 
     providers = sorted(catalog().providers) if args.provider == "all" else [args.provider]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -100,7 +100,9 @@ def _run_contract(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if use_admin_token(args):
         report.secrets.append(args.admin_token)
     try:
-        code = _contract_providers(args, providers, report, err)
+        with deferred_interrupts():  # Ctrl-C stops the run between cases, requests and polls
+            code = _contract_providers(args, providers, report, err)
+            check_interrupt()  # one that came during the last case still marks the report
     except KeyboardInterrupt:
         report.interrupted = True
         _write_reports(args, report, out)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -27,6 +29,73 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 DEBUG_VARIABLE = "WANMOCK_DEBUG"
+_INTERRUPTED = threading.Event()  # Ctrl-C came during this command
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came during the command and its exception was lost.
+
+    Python drops a KeyboardInterrupt raised inside a garbage-collector callback or a ``__del__``
+    (it prints "Exception ignored" and goes on): a long loop calls this between steps, so such
+    a Ctrl-C still stops the command."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _on_sigint_deferred(signum: int, frame: Any) -> None:
+    if _INTERRUPTED.is_set():  # the second Ctrl-C: at once
+        raise KeyboardInterrupt
+    _INTERRUPTED.set()
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Within, the first Ctrl-C is raised at the next ``check_interrupt()`` (a step boundary of
+    a long loop), not wherever the program is: an interrupt raised inside a library, an HTTP
+    connection pool for one, can leave its lock held and the next request waiting forever. A
+    second Ctrl-C raises at once. Outside a command's ``_interrupts()``, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not _on_sigint:
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_sigint_deferred)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A KeyboardInterrupt that Python could not raise (see check_interrupt) is remembered
+    quietly, not printed with a traceback; any other goes to the default hook."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _INTERRUPTED.set()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[None]:
+    """Ctrl-C remembered for the command (the main thread's SIGINT handler, when it is Python's
+    default, and the unraisable hook), restored afterwards."""
+    _INTERRUPTED.clear()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main_thread else None
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable
+    try:
+        yield
+    finally:
+        _INTERRUPTED.clear()
+        sys.unraisablehook = hook
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+
 
 EPILOG = """\
 examples:
@@ -123,7 +192,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         words = list(sys.argv[1:] if argv is None else argv)
         args = build_parser(words[0] if words else None).parse_args(words)
         name = f"wanmock {args.command}"
-        code: int = args.handler(args, out, err)
+        with _interrupts():
+            code: int = args.handler(args, out, err)
+            check_interrupt()  # a Ctrl-C whose exception Python dropped still ends as one
         out.flush()
         return code
     except KeyboardInterrupt:

@@ -427,3 +427,68 @@ def test_wanmock_serve_starts_without_the_modules_it_needs_only_later() -> None:
     )
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip().splitlines() == ["[]", "True"]
+
+
+def test_a_ctrl_c_python_drops_still_ends_the_command_quietly() -> None:
+    """Python drops a KeyboardInterrupt raised inside a collector callback (it prints "Exception
+    ignored" and a traceback, then goes on): hypothesis keeps such a callback, so Ctrl-C during a
+    contract run once finished it with exit 0. The interrupt is now remembered without the
+    traceback, a long loop raises it at its next step, and the command ends with 130."""
+    probe = (
+        "import gc, sys\n"
+        "from wanmock.mockserver import cli\n"
+        "def callback(phase, info):\n"
+        "    if phase == 'start':\n"
+        "        gc.callbacks.remove(callback)\n"
+        "        raise KeyboardInterrupt\n"
+        "with cli._interrupts():\n"
+        "    gc.callbacks.append(callback)\n"
+        "    gc.collect()\n"
+        "    print('went on')\n"
+        "    try:\n"
+        "        cli.check_interrupt()\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted')\n"
+        "cli.check_interrupt()\n"  # remembered for the command only: the next one starts clean
+        "with cli._interrupts():\n"
+        "    cli.check_interrupt()\n"
+        "print('next command ran')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.splitlines() == ["went on", "interrupted", "next command ran"], done.stderr
+    assert done.stderr == ""
+
+
+def test_in_a_contract_run_ctrl_c_waits_for_the_next_step_and_a_second_one_does_not() -> None:
+    """An interrupt raised inside a library can leave its lock held: httpcore's connection pool
+    was left locked that way and the next request of a contract run waited forever. In a run,
+    Ctrl-C is raised at the next step boundary instead; a second Ctrl-C at once."""
+    probe = (
+        "import os, signal, time\n"
+        "from wanmock.mockserver import cli\n"
+        "with cli._interrupts():\n"
+        "    with cli.deferred_interrupts():\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(0.05)\n"
+        "        print('the step finished')\n"
+        "        try:\n"
+        "            cli.check_interrupt()\n"
+        "        except KeyboardInterrupt:\n"
+        "            print('stopped at the boundary')\n"
+        "        try:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            time.sleep(5)\n"
+        "            print('not stopped')\n"
+        "        except KeyboardInterrupt:\n"
+        "            print('the second stopped at once')\n"
+        "    print(signal.getsignal(signal.SIGINT) is cli._on_sigint)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.splitlines() == [
+        "the step finished",
+        "stopped at the boundary",
+        "the second stopped at once",
+        "True",
+        "True",
+    ], done.stderr

@@ -29,6 +29,8 @@ from wanmock.contracts.client.models import TextToVideo, VideoRequest
 from wanmock.contracts.client.transport import ASGIThreadTransport
 from wanmock.contracts.testing.checks import Case, ContractFailure, Exchange, run_checks
 from wanmock.contracts.tools.control import Control, NotAWanmock, identify
+from wanmock.mockserver.cli import check_interrupt as check_interrupt  # also for contracts/cli.py
+from wanmock.mockserver.cli import deferred_interrupts as deferred_interrupts
 from wanmock.mockserver.routing import Match, Router
 from wanmock.schemas import catalog
 
@@ -217,6 +219,7 @@ class Target:
         self.admin = admin
 
     def advance(self, seconds: float) -> None:
+        check_interrupt()  # the client's wait loop: a step boundary
         if self.admin is None:  # a live provider: time passes for real
             time.sleep(seconds)
             return
@@ -366,6 +369,7 @@ class Runner:
 
     def attempt(self, case: Case, action: Callable[[], Any]) -> Case:
         """Run one scenario's client action, keeping what it raised and what went over the wire."""
+        check_interrupt()
         try:
             action()
         except errors.WanError as exc:
@@ -450,6 +454,7 @@ class Runner:
         seen_checks: set[str] = set()
 
         def record(case: Case) -> None:
+            check_interrupt()  # a Ctrl-C that Python could not raise (in a collector callback)
             case.seed = self.seed
             result.cases += 1
             for failure in run_checks(case):
@@ -546,6 +551,7 @@ def live_probes(provider: str, api_key: str, base_url: str | None, max_paid_task
         return WanClient(provider, key, base_url=dialect_base, transport=recorder, timeout=60)
 
     def record(case: Case) -> None:
+        check_interrupt()
         case.exchanges = recorder.take()
         result.cases += 1
         result.failures.extend(run_checks(case))

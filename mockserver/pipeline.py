@@ -407,12 +407,12 @@ class Pipeline:
             await io.append(entry)
 
     async def respond(self, rc: RequestContext, send: Send) -> None:
-        """Send the answer: a ready response as it is; else JSON (no body for HEAD), headed as
-        Starlette's JSONResponse heads it."""
+        """Send the answer: a ready response as it is; else JSON, headed as Starlette's
+        JSONResponse heads it (for HEAD, the length of the body a GET gets, and no body)."""
         if rc.response is not None:
             await rc.response(rc.asgi, rc.receive, send)
             return
-        body = b"" if rc.method == "HEAD" else rc.body_bytes
+        body = rc.body_bytes  # HEAD: its length is told, the body itself not sent
         if not rc.headers and rc.status >= 200 and rc.status not in (204, 304):  # most answers
             raw = [(b"content-length", b"%d" % len(body)), JSON_TYPE]
         else:
@@ -425,7 +425,7 @@ class Pipeline:
         if rc.warnings:
             raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
         await send({"type": "http.response.start", "status": rc.status, "headers": raw, ONE_WRITE: True})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": b"" if rc.method == "HEAD" else body})
 
     # -- shared by the operations ---------------------------------------------------------
 

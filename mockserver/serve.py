@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from wanmock.mockserver.store import TaskStore
 
 STORES = ("memory", "sqlite", "redis", "rediss")
-# The event loop: asyncio by default. uvloop answers a few percent more requests a second at
-# full load, but serves connections unevenly there: its p99 is ten times asyncio's
-# (docs/PERFORMANCE.md, "The latency tail").
+# The event loop: asyncio by default. At full load uvloop answers about as many requests a
+# second (polls up to a fifth more), but serves connections unevenly: its p99 is several times
+# asyncio's, its slowest requests over ten times (docs/PERFORMANCE.md, "The latency tail").
 LOOPS = ("asyncio", "uvloop")
 DEFAULT_LOOP = "asyncio"
 OPTIONS_VARIABLE = "WANMOCK_SERVE_OPTIONS"
@@ -129,8 +129,8 @@ def add_parser(subparsers: Any) -> None:
         "--loop",
         choices=LOOPS,
         default=DEFAULT_LOOP,
-        help=f"the event loop (default {DEFAULT_LOOP}: at full load uvloop answers a few more requests a second, "
-        "but some wait ten times longer; docs/PERFORMANCE.md)",
+        help=f"the event loop (default {DEFAULT_LOOP}: at full load uvloop answers up to a fifth more polls a "
+        "second, but its p99 is several times longer; docs/PERFORMANCE.md)",
     )
     parser.add_argument(
         "--access-log",
@@ -188,7 +188,7 @@ examples:
   wanmock serve --keys keys.txt --tasks-per-key          each key sees only its own tasks
   wanmock serve --header-timeout 5 --body-timeout 60 --max-connections 500
   wanmock serve --store sqlite:///wanmock.db --workers 4
-  wanmock serve --loop uvloop                            more requests a second at full load, a longer tail
+  wanmock serve --loop uvloop                            more polls a second at full load, a longer tail
   wanmock serve --cassette recordings/dashscope --clock manual
   wanmock serve --config wanmock.toml --set timing=instant --set rate_limits.modellix.rpm=100
   wanmock serve --list-settings                          every setting of --config and --set

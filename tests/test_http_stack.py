@@ -112,6 +112,22 @@ async def _test_a_provider_answer_is_one_write_head_and_body() -> None:
     assert b'"code"' in answer
 
 
+def test_a_head_request_gets_its_head_alone_in_one_write() -> None:
+    asyncio.run(_test_a_head_request_gets_its_head_alone_in_one_write())
+
+
+async def _test_a_head_request_gets_its_head_alone_in_one_write() -> None:
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    path = "/api/v1/tasks/task-none"
+    got = await exchange(app, http_request("GET", path, Authorization="Bearer k"))
+    head = await exchange(app, http_request("HEAD", path, Authorization="Bearer k"))
+    assert len(head.writes) == 1
+    assert head.writes[0].endswith(b"\r\n\r\n")  # no body
+    get_head, get_body = head_and_body(got.writes[0])
+    assert f"content-length: {len(get_body)}".encode() in head.writes[0]
+    assert head.writes[0].split(b"\r\n")[0] == get_head.split(b"\r\n")[0]
+
+
 def test_a_response_that_does_not_ask_is_written_as_its_messages_come() -> None:
     asyncio.run(_test_a_response_that_does_not_ask_is_written_as_its_messages_come())
 

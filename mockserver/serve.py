@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -39,6 +40,10 @@ STORES = ("memory", "sqlite", "redis", "rediss")
 # asyncio's, its slowest requests over ten times (docs/PERFORMANCE.md, "The latency tail").
 LOOPS = ("asyncio", "uvloop")
 DEFAULT_LOOP = "asyncio"
+# Workers on one port: one socket each, bound with SO_REUSEPORT, where the kernel spreads new
+# connections over them (Linux). Sharing the parent's socket, the first worker to wake took
+# every waiting connection (64 and 0 of 64 in a wrk run).
+BALANCED_PORTS = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 OPTIONS_VARIABLE = "WANMOCK_SERVE_OPTIONS"
 WORKERS_NEED_A_SHARED_STORE = "workers need a shared store: --store sqlite:///... or redis://..."
 REDIS_PASSWORD_VARIABLE = "WANMOCK_REDIS_PASSWORD"
@@ -318,13 +323,17 @@ def _options_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket:
     """A bound TCP socket. Created with IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted
     connections only for such sockets, and without it keep-alive answers wait ~40 ms for a
-    delayed ACK (Nagle)."""
+    delayed ACK (Nagle). ``shared_port``: with SO_REUSEPORT where the kernel balances
+    connections over the sockets of one port (Linux), so that each worker can listen on a socket
+    of its own (``own_listening_sockets``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared_port and BALANCED_PORTS:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -368,9 +377,35 @@ def build_app(args: argparse.Namespace, store: TaskStore | None = None) -> Starl
     return create_app(config, store)
 
 
+def own_listening_sockets() -> None:
+    """In a worker: before uvicorn listens on the sockets the parent bound, each bound with
+    SO_REUSEPORT is replaced (same descriptor number) by a socket of this worker's own on the
+    same address, so the kernel balances connections over the workers."""
+    import uvicorn
+
+    startup = uvicorn.Server.startup
+    if getattr(startup, "wanmock_own_sockets", False):
+        return
+
+    async def startup_on_own_sockets(self: Any, sockets: list[socket.socket] | None = None) -> None:
+        for sock in sockets or ():
+            if BALANCED_PORTS and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+                own = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+                own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                own.bind(sock.getsockname())
+                os.dup2(own.fileno(), sock.fileno())
+                own.close()
+        await startup(self, sockets=sockets)
+
+    startup_on_own_sockets.wanmock_own_sockets = True  # type: ignore[attr-defined]
+    uvicorn.Server.startup = startup_on_own_sockets  # type: ignore[method-assign]
+
+
 def app_from_env() -> Starlette:
     """uvicorn's app factory for each worker of ``wanmock serve --workers N``."""
     quiet_drops()
+    own_listening_sockets()
     text = os.environ.get(OPTIONS_VARIABLE)
     if text is None:
         raise RuntimeError(f"{OPTIONS_VARIABLE} is not set: start workers through `wanmock serve --workers N`")
@@ -456,7 +491,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"wanmock serve: {mask_userinfo(str(exc))}\n")
         return 2
     try:
-        sock = listen(args.host, args.port)
+        sock = listen(args.host, args.port, shared_port=args.workers > 1)
     except OSError as exc:
         store.close()
         err.write(f"wanmock serve: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
@@ -464,7 +499,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     sockets = [sock]
     if getattr(args, "admin_port", None) is not None:
         try:
-            admin_sock = listen("127.0.0.1", args.admin_port)
+            admin_sock = listen("127.0.0.1", args.admin_port, shared_port=args.workers > 1)
         except OSError as exc:
             sock.close()
             store.close()

@@ -24,6 +24,7 @@ from wanmock.mockserver.app import create_app
 from wanmock.mockserver.clock import ManualClock, StoredManualClock
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.faults import FaultRule
+from wanmock.mockserver.serve import BALANCED_PORTS
 from wanmock.mockserver.store import JournalEntry, MemoryStore, StoreError, TaskStore, store_from_url
 from wanmock.mockserver.tasks import Task, VideoParams
 from wanmock.schemas import catalog, resolve_pointer
@@ -630,6 +631,51 @@ def test_workers_share_tasks_across_many_requests(tmp_path: Path) -> None:
     assert server.process.returncode == 0
     children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == server.process.pid]
     assert children == [], "workers outlived the server"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BALANCED_PORTS, reason="the kernel balances SO_REUSEPORT sockets on Linux only")
+def test_workers_each_take_a_share_of_connections_that_arrive_at_once(tmp_path: Path) -> None:
+    """Each worker listens on a socket of its own (SO_REUSEPORT): 64 connections opened at once,
+    as wrk opens them, are spread over both workers. Sharing the parent's socket, the first
+    worker to wake took every waiting connection."""
+    server = Serve("--store", f"sqlite:///{tmp_path / 'tasks.db'}", "--workers", "2")
+    try:
+        host, port = server.origin.removeprefix("http://").split(":")
+        deadline, pids = time.monotonic() + 20, set[int]()
+        while len(pids) < 2:  # both workers are up
+            assert time.monotonic() < deadline, f"only worker(s) {pids} ever answered"
+            pids.add(httpx.get(server.origin + "/__admin/health", timeout=20).json()["pid"])
+        connections = [socket.create_connection((host, int(port)), timeout=20) for _ in range(64)]
+        try:
+            request = f"GET /__admin/health HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+            for connection in connections:
+                connection.sendall(request)
+            answered: dict[int, int] = {}
+            for connection in connections:
+                response = http.client.HTTPResponse(connection)
+                response.begin()
+                pid = json.loads(response.read())["pid"]
+                answered[pid] = answered.get(pid, 0) + 1
+        finally:
+            for connection in connections:
+                connection.close()
+        assert sorted(answered) == sorted(pids)
+        assert min(answered.values()) >= 12, answered  # hashed: a split below 12/52 is a 1 in 10^6 event
+        assert listening_sockets(int(port)) == 2  # one per worker, not the parent's shared by both
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (any address), from /proc/net/tcp and tcp6."""
+    found = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            found += int(local.rsplit(":", 1)[1], 16) == port and state == "0A"  # 0A: LISTEN
+    return found
 
 
 def _parent(proc: Path) -> int | None:

@@ -329,10 +329,16 @@ def listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket:
     delayed ACK (Nagle). ``shared_port``: with SO_REUSEPORT where the kernel balances
     connections over the sockets of one port (Linux), so that each worker can listen on a socket
     of its own (``own_listening_sockets``)."""
+    shared = shared_port and BALANCED_PORTS
+    if shared:  # first without SO_REUSEPORT: a port another server listens on (even one with
+        # SO_REUSEPORT, such as another `wanmock serve --workers`) is refused, never shared
+        probe = listen(host, port)
+        port = probe.getsockname()[1]
+        probe.close()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared_port and BALANCED_PORTS:
+    if shared:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))

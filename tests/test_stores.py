@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from wanmock.contracts.tools.launcher import serve_command
 from wanmock.mockserver.app import create_app
 from wanmock.mockserver.clock import ManualClock, StoredManualClock
 from wanmock.mockserver.config import ServerConfig
@@ -666,6 +667,23 @@ def test_workers_each_take_a_share_of_connections_that_arrive_at_once(tmp_path: 
     finally:
         server.stop()
     assert server.process.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BALANCED_PORTS, reason="the kernel balances SO_REUSEPORT sockets on Linux only")
+def test_a_second_server_with_workers_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    """The workers' port is shared among their own sockets only: a second `wanmock serve
+    --workers` on it (whose sockets would also carry SO_REUSEPORT) is refused, not let in."""
+    server = Serve("--store", f"sqlite:///{tmp_path / 'a.db'}", "--workers", "2")
+    try:
+        port = server.origin.rsplit(":", 1)[1]
+        command = serve_command("--port", port, "--store", f"sqlite:///{tmp_path / 'b.db'}", "--workers", "2")
+        second = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        assert second.returncode == 2, second.stderr
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+        assert listening_sockets(int(port)) == 2
+    finally:
+        server.stop()
 
 
 def listening_sockets(port: int) -> int:

@@ -3,8 +3,9 @@ httptools, doing the least a mock must do (read a JSON body, answer JSON), nothi
 
 Run:  python benchmarks/bare_app.py [--port 0] [--loop uvloop|asyncio] [--busy-us N]
 
-``--busy-us N`` adds N µs of CPU work to each request (benchmarks/tail.py: a server as costly per
-request as wanmock, without wanmock's code); ``--loop asyncio`` runs it on asyncio's event loop.
+``--busy-us N`` adds N µs of CPU work to each request (throughput.py's costly ceilings: a server
+as costly per request as wanmock, without wanmock's code); ``--loop asyncio`` runs it on asyncio's
+event loop.
 
 Prints ``bare starlette on http://127.0.0.1:PORT`` when bound, like ``wanmock serve``; answers
 ``POST /submit``, ``GET /tasks/{task_id}``, ``GET /__admin/health`` and ``POST /__admin/reset``.

@@ -33,11 +33,10 @@ _INTERRUPTED = threading.Event()  # Ctrl-C came during this command
 
 
 def check_interrupt() -> None:
-    """Raise KeyboardInterrupt if Ctrl-C came during the command and its exception was lost.
-
-    Python drops a KeyboardInterrupt raised inside a garbage-collector callback or a ``__del__``
-    (it prints "Exception ignored" and goes on): a long loop calls this between steps, so such
-    a Ctrl-C still stops the command."""
+    """Raise KeyboardInterrupt if Ctrl-C came during the command and has not ended it yet: a
+    long loop calls this between steps. Such a Ctrl-C was deferred (``deferred_interrupts``), or
+    its exception was lost: Python drops a KeyboardInterrupt raised inside a garbage-collector
+    callback or a ``__del__`` (it prints "Exception ignored" and goes on)."""
     if _INTERRUPTED.is_set():
         raise KeyboardInterrupt
 

@@ -332,13 +332,17 @@ def listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket:
     shared = shared_port and BALANCED_PORTS
     if shared:  # first without SO_REUSEPORT: a port another server listens on (even one with
         # SO_REUSEPORT, such as another `wanmock serve --workers`) is refused, never shared
-        probe = listen(host, port)
+        probe = _bound(host, port)
         port = probe.getsockname()[1]
         probe.close()
+    return _bound(host, port, reuse_port=shared)
+
+
+def _bound(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
+    if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
@@ -396,10 +400,8 @@ def own_listening_sockets() -> None:
     async def startup_on_own_sockets(self: Any, sockets: list[socket.socket] | None = None) -> None:
         for sock in sockets or ():
             if BALANCED_PORTS and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
-                own = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-                own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                own.bind(sock.getsockname())
+                host, port = sock.getsockname()[:2]
+                own = _bound(host, port, reuse_port=True)
                 os.dup2(own.fileno(), sock.fileno())
                 own.close()
         await startup(self, sockets=sockets)

@@ -18,6 +18,7 @@ from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.tasks import EXPIRED, Task, VideoParams
 from wanmock.schemas import Issue, Model, catalog, resolve_pointer
+from wanmock.schemas.catalog import pointer_tokens
 
 
 class Context:
@@ -122,8 +123,9 @@ class Profile:
 
     def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
         """The request's value at ``pointer``, or the schema's default for it."""
-        if type(body) is dict and pointer.rfind("/") == 0 and "~" not in pointer:  # a top-level field
-            found = body.get(pointer[1:], _ABSENT)
+        tokens = pointer_tokens(pointer)
+        if len(tokens) == 1 and type(body) is dict:  # a top-level field: absent is no exception
+            found = body.get(tokens[0], _ABSENT)
             return self.default(model, pointer) if found is _ABSENT else found
         try:
             return resolve_pointer(body, pointer)

@@ -407,6 +407,9 @@ def test_fail_a_task_and_edit_drift_from_the_page(server: Server, page: Any, tmp
     words.locator('[name="provider"]').select_option("dashscope")
     words.locator('[name="word"]').fill("PAUSED")
     words.locator("button[type=submit]").click()
+    # the page redraws once the rule is added: the next form is filled after it (CI once filled
+    # it during that redraw, and the rule went out without its to_status)
+    expect(page.locator("#drift tbody tr[data-drift]")).to_have_count(1, timeout=15_000)
     codes = page.locator('[data-drift-form="change_status_code"]')
     codes.locator('[name="provider"]').select_option("modellix")
     codes.locator('[name="to_status"]').fill("418")

@@ -386,6 +386,32 @@ def test_two_workers_on_a_shared_store_drive_the_same_page(server: Server, page:
 
 
 @pytest.mark.slow
+def test_typing_goes_on_into_the_same_field_across_a_live_redraw(server: Server, page: Any) -> None:
+    page.goto(f"{server.origin}/__admin/ui/#/rules")
+    page.wait_for_selector("body[data-ready]")
+    field = page.locator('[data-drift-form="change_status_code"] [name="to_status"]')
+    field.click()
+    page.keyboard.type("4")
+    drawn = page.evaluate("+document.body.dataset.drawn")
+    # a rule added elsewhere (another test's client): the page redraws while the field has focus
+    added = server.client.post("/__admin/faults", json={"action": "latency", "latency_seconds": 0, "count": 1})
+    assert added.status_code == 201, added.text
+    wait_until(page, f"+document.body.dataset.drawn > {drawn}")
+    expect(page.locator("#faults tbody tr[data-rule]")).to_have_count(1)
+    page.keyboard.type("18")  # the next keys land where the first did, not on the page
+    expect(field).to_have_value("418")
+    expect(field).to_be_focused()
+    words = page.locator('[data-drift-form="add_status_word"] [name="word"]')
+    words.fill("PAUSED")
+    words.press("Home")  # the caret is kept too: typing at the start stays at the start
+    drawn = page.evaluate("+document.body.dataset.drawn")
+    assert server.client.delete("/__admin/faults").status_code in (200, 204)
+    wait_until(page, f"+document.body.dataset.drawn > {drawn}")
+    page.keyboard.type("UN")
+    expect(words).to_have_value("UNPAUSED")
+
+
+@pytest.mark.slow
 def test_fail_a_task_and_edit_drift_from_the_page(server: Server, page: Any, tmp_path: Path) -> None:
     shot = Shots(page, artefacts(tmp_path, "dashboard-actions"))
     created = api_submit(server, "dashscope")

@@ -690,26 +690,47 @@ async function refresh() {
   }
 }
 
+// Which form a field belongs to, the same across redraws (the fault and drift forms have no id).
+function formKey(el) {
+  const form = el.closest("form");
+  return form ? form.dataset.faultForm || form.dataset.driftForm || form.id : undefined;
+}
+
 function draw() {
   const view = S.view;
   const main = $("#view");
-  // Keep what the user has open (details, typed form values) across a live redraw.
+  // Keep what the user has open (details, typed form values, the field being typed into and its
+  // caret) across a live redraw, so that keys typed after it land where the earlier ones did.
   const open = new Set([...main.querySelectorAll("details[open]")].map((d) => d.dataset.seq));
-  const typed = [...main.querySelectorAll("form input:not([type=hidden]), form select")].map((el) => [el.closest("form")?.dataset.faultForm || el.closest("form")?.dataset.driftForm || el.closest("form")?.id, el.name, el.value]);
+  const typed = [...main.querySelectorAll("form input:not([type=hidden]), form select")].map((el) => [formKey(el), el.name, el.value]);
   const focused = document.activeElement && main.contains(document.activeElement) ? document.activeElement : null;
-  const focusKey = focused ? [focused.closest("form")?.id, focused.name] : null;
+  const focusKey = focused && focused.name ? [formKey(focused), focused.name] : null;
+  let caret = null;
+  try {
+    if (focused && focused.selectionStart !== null && focused.selectionStart !== undefined) caret = [focused.selectionStart, focused.selectionEnd];
+  } catch (_) {
+    caret = null; // a field type without a caret
+  }
   const scrollY = window.scrollY;
   main.innerHTML = VIEWS[view.name].render(view);
   VIEWS[view.name].bind(view);
   for (const d of main.querySelectorAll("details")) if (open.has(d.dataset.seq)) d.open = true;
+  const find = (form, name) => [...main.querySelectorAll(`form [name="${CSS.escape(name)}"]`)].find((x) => formKey(x) === form);
   if (view.drawn === view.name)
     for (const [form, name, value] of typed) {
-      const el = [...main.querySelectorAll(`[name="${name}"]`)].find((x) => (x.closest("form")?.dataset.faultForm || x.closest("form")?.dataset.driftForm || x.closest("form")?.id) === form);
+      const el = find(form, name);
       if (el && el.type !== "hidden") el.value = value;
     }
-  if (focusKey && focusKey[0]) {
-    const el = main.querySelector(`#${focusKey[0]} [name="${focusKey[1]}"]`);
-    if (el) el.focus();
+  if (focusKey && focusKey[0] !== undefined && view.drawn === view.name) {
+    const el = find(focusKey[0], focusKey[1]);
+    if (el) {
+      el.focus({ preventScroll: true });
+      try {
+        if (caret) el.setSelectionRange(caret[0], caret[1]);
+      } catch (_) {
+        // a field type without a caret
+      }
+    }
   }
   window.scrollTo(0, scrollY);
   view.drawn = view.name;

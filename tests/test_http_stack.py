@@ -215,3 +215,80 @@ def test_a_router_remembers_a_path_and_answers_it_alike() -> None:
     again.params["task_id"] = "changed"  # a caller's change never reaches the next answer
     assert kept.match("GET", poll) == Match(again.endpoint, {"task_id": "t-1"})
     assert isinstance(kept.match("DELETE", poll), WrongMethod)
+
+
+async def connected(app: Any) -> tuple[Any, RecordingTransport]:
+    from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
+
+    config = uvicorn.Config(app, http=GuardedHttpToolsProtocol, lifespan="off", log_level="warning")
+    config.load()
+    protocol = GuardedHttpToolsProtocol(config, ServerState(), {})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def answered(transport: RecordingTransport, count: int) -> None:
+    for _ in range(200):
+        if len(transport.writes) >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{len(transport.writes)} answers, not {count}")
+
+
+def test_an_idle_keep_alive_connection_is_closed_by_the_tick_not_a_timer_per_answer() -> None:
+    asyncio.run(_test_an_idle_keep_alive_connection_is_closed_by_the_tick_not_a_timer_per_answer())
+
+
+async def _test_an_idle_keep_alive_connection_is_closed_by_the_tick_not_a_timer_per_answer() -> None:
+    loop = asyncio.get_running_loop()
+    real_time, skipped = loop.time, [0.0]
+    loop.time = lambda: real_time() + skipped[0]  # type: ignore[method-assign]  # the loop's clock, moved by hand
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    poll = http_request("GET", "/api/v1/tasks/task-none", Authorization="Bearer k")
+    protocol, transport = await connected(app)
+    protocol.data_received(poll)
+    await answered(transport, 1)
+    assert protocol.timeout_keep_alive_task is None  # no timer armed per answer
+    keep_alive = protocol.timeout_keep_alive
+    assert keep_alive == uvicorn.Config(app).timeout_keep_alive  # uvicorn's setting, kept
+    skipped[0] += keep_alive - 1
+    protocol._tick()
+    assert not transport.closed  # not idle long enough yet
+    skipped[0] += 1.5
+    protocol._tick()
+    assert transport.closed
+    assert len(transport.writes) == 1  # closed quietly, as uvicorn closes an idle connection
+    protocol.connection_lost(None)
+
+    # a connection that sent part of its next request is not idle: the header timeout applies
+    protocol, transport = await connected(app)
+    protocol.data_received(poll)
+    await answered(transport, 1)
+    skipped[0] += 1
+    protocol.data_received(poll[:10])
+    skipped[0] += keep_alive + 1
+    protocol._tick()
+    assert not transport.closed
+    skipped[0] += protocol.limits.header_timeout + 1
+    protocol._tick()
+    assert transport.closed
+    assert transport.writes[-1].startswith(b"HTTP/1.1 408 ")
+    protocol.connection_lost(None)
+
+
+def test_pipelined_requests_are_each_answered_in_order() -> None:
+    asyncio.run(_test_pipelined_requests_are_each_answered_in_order())
+
+
+async def _test_pipelined_requests_are_each_answered_in_order() -> None:
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    protocol, transport = await connected(app)
+    paths = [f"/api/v1/tasks/task-{n}" for n in range(3)]
+    protocol.data_received(b"".join(http_request("GET", p, Authorization="Bearer k") for p in paths))
+    await answered(transport, 3)
+    assert len(transport.writes) == 3
+    assert all(w.startswith(b"HTTP/1.1 ") for w in transport.writes)
+    assert protocol.server_state.total_requests == 3
+    assert not transport.closed
+    protocol.connection_lost(None)

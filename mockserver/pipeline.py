@@ -16,16 +16,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from wanmock.mockserver.bodies import decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
+from wanmock.mockserver.bodies import NUL, decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.faults import fault_error
 from wanmock.mockserver.guard import public_base
@@ -56,7 +56,7 @@ from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
 from wanmock.mockserver.scrub import Fingerprint, Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
-from wanmock.mockserver.store import JournalEntry, Parts
+from wanmock.mockserver.store import JournalEntry, MemoryStore, Parts
 from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
@@ -66,21 +66,17 @@ MAX_ORIGINS = 64  # result-link functions kept per pipeline (one per origin a cl
 JSON_TYPE = (b"content-type", b"application/json")
 
 
-@dataclass
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 class RequestContext:
     """One request on its way through the pipeline: what the stages learnt and the answer.
 
     Read from the ASGI scope directly (headers once into a dict, the path and query as the
-    server gave them); a Starlette ``request`` is built only if a stage asks for one."""
+    server gave them); a Starlette ``request`` is built only if a stage asks for one. A plain
+    class (its later fields are class-level defaults until a stage sets them): built on every
+    request, it costs less than a dataclass's ``__init__`` of every field."""
 
-    asgi: Scope
-    receive: Receive
-    request_headers: dict[str, str]  # by lower-case name
-    prefix: str  # where the provider is mounted ("" or "/dashscope")
-    path: str  # the path below the prefix, which the provider's router matches
-    now: float
-    test_id: str | None
-    ctx: Context  # what the provider's profile needs to answer
     match: Match | None = None
     token: str | None = None
     owner: str = ""  # the key's fingerprint
@@ -88,14 +84,28 @@ class RequestContext:
     body: Any = None  # the decoded JSON body (None: no body, or not JSON: see body_error)
     body_error: ApiError | None = None
     task_id: str | None = None
-    scope: dict[str, str | None] = field(default_factory=dict)  # what fault rules match on
+    scope: Mapping[str, str | None] = NO_HEADERS  # what fault rules match on (set, never changed)
     rules_set: bool = True  # any fault rule was set when the request arrived (else none is taken)
     status: int = 200
     answer: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS  # the answer's extra headers (set, never changed)
     response: Response | None = None  # a ready response (a recorded answer, a dropped connection)
-    warnings: list[str] = field(default_factory=list)  # accepted-but-undocumented input, told back
+    warnings: Sequence[str] = ()  # accepted-but-undocumented input, told back
     prefetched: tuple[Task | None] | None = None  # a poll's task, read with the fault rules
+
+    def __init__(
+        self,
+        asgi: Scope,
+        receive: Receive,
+        request_headers: dict[str, str],  # by lower-case name
+        prefix: str,  # where the provider is mounted ("" or "/dashscope")
+        path: str,  # the path below the prefix, which the provider's router matches
+        now: float,
+        test_id: str | None,
+    ) -> None:
+        self.asgi, self.receive, self.request_headers = asgi, receive, request_headers
+        self.prefix, self.path, self.now, self.test_id = prefix, path, now, test_id
+        self.ctx: Context  # what the provider's profile needs to answer (set by Pipeline.begin)
 
     @property
     def endpoint(self) -> str | None:
@@ -135,8 +145,8 @@ class RequestContext:
         """The answer's JSON body (encoded once, for the journal's size and the response)."""
         return b"" if self.answer is None and self.response is not None else dumps(self.answer)
 
-    def reply(self, status: int, answer: Any, headers: dict[str, str] | None = None) -> None:
-        self.status, self.answer, self.headers = status, answer, headers or {}
+    def reply(self, status: int, answer: Any, headers: Mapping[str, str] | None = None) -> None:
+        self.status, self.answer, self.headers = status, answer, headers or NO_HEADERS
 
 
 def rules_and_task(
@@ -204,7 +214,7 @@ class Pipeline:
             base = public_base(config.origins, config.public_url, host, fallback)
             if len(self._bases) < MAX_ORIGINS:
                 self._bases[(host, fallback)] = base
-        rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER), None)  # type: ignore[arg-type]
+        rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER))
         if full_path is not None:  # the dispatcher read it already
             rc.__dict__["url_path"] = full_path
         rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id, self.result_url(base))
@@ -370,12 +380,15 @@ class Pipeline:
         if not self.journaled:
             return
         # the headers as one string (a flat record), NUL-joined
-        pairs = list(chain.from_iterable(rc.request_headers.items()))
-        headers_size = sum(map(len, pairs)) + 6 * len(rc.request_headers)
+        count = len(rc.request_headers)
+        joined: str | tuple[str, ...] = NUL.join(chain.from_iterable(rc.request_headers.items()))
+        separators = max(2 * count - 1, 0)
+        headers_size = len(joined) - separators + 6 * count  # the names' and values' lengths, + 6 each
         if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
-            pairs = list(chain.from_iterable(bounded_headers(rc.request_headers.items())))
+            joined = join_flat(list(chain.from_iterable(bounded_headers(rc.request_headers.items()))))
             headers_size = JOURNAL_HEADER_BYTES
-        joined = join_flat(pairs)
+        elif joined.count(NUL) != separators:  # a name or value holds a NUL: kept as a tuple
+            joined = tuple(chain.from_iterable(rc.request_headers.items()))
         body: bytes = rc.raw
         body_bounded = len(body) > JOURNAL_BODY_BYTES
         if body_bounded:  # a large body is bounded (and scrubbed) now: an entry never holds more of it
@@ -388,18 +401,22 @@ class Pipeline:
         response = b"" if dropped or rc.response is not None else rc.body_bytes
         secrets = rc.__dict__.get("secrets")  # when the body or the target needed them already
         known = None if secrets is None else join_flat(secrets)
-        entry = JournalEntry(  # numbered by the store as it appends (one round trip)
-            0, rc.now, self.name, rc.method, "", "", 0 if dropped else rc.status,
-            None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET),
-            None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET),
-            rc.match.endpoint.name if rc.match is not None else None,
-            warnings=tuple(rc.warnings) if rc.warnings else (),
-            formatter=self.format_exchange,
-            # flat atoms: the collector untracks the entry's tuple at its first collection
-            raw=(path, query, target_done, body, body_bounded, response, joined, known),
-            size_hint=ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query),
-        )  # fmt: skip
+        # flat atoms: the collector untracks the record's tuple at its first collection
+        raw = (path, query, target_done, body, body_bounded, response, joined, known)
+        size = ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query)
+        status = 0 if dropped else rc.status
+        test_id = None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET)
+        task_id = None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET)
+        endpoint = rc.match.endpoint.name if rc.match is not None else None
         io = self.state.io
+        if io.direct and isinstance(io.store, MemoryStore):  # kept as its flat record, no entry built
+            head = (rc.now, self.name, rc.method, status, test_id, task_id, endpoint, tuple(rc.warnings) or "")
+            io.store.append_deferred(head, size, self.format_exchange, raw)
+            return
+        entry = JournalEntry(  # numbered by the store as it appends (one round trip)
+            0, rc.now, self.name, rc.method, "", "", status, test_id, task_id, endpoint,
+            warnings=tuple(rc.warnings), formatter=self.format_exchange, raw=raw, size_hint=size,
+        )  # fmt: skip
         if io.direct:
             io.store.append(entry)
             return

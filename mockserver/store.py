@@ -527,13 +527,32 @@ class MemoryStore:
                 self._seq += 1
                 entry.seq = self._seq
             record = entry.flat(self._formatters)
-            if len(self._journal) == self._journal.maxlen:
-                self._forget_oldest()
-            self._journal.append(entry if record is None else record)
-            self._sizes.append(size)
-            self.journal_size += size
-            while self.journal_size > self.journal_bytes and len(self._journal) > 1:
-                self._forget_oldest()
+            self._keep(entry if record is None else record, size)
+
+    def append_deferred(
+        self,
+        head: tuple[Any, ...],
+        size: int,
+        formatter: Callable[[tuple[Any, ...]], Parts],
+        raw: tuple[Any, ...],
+    ) -> None:
+        """The server's path: a deferred entry kept straight as the flat record
+        ``JournalEntry.flat`` makes (no entry object built per request). ``head`` is the
+        entry's (at, provider, method, status, test_id, task_id, endpoint, warnings or "")."""
+        with self._lock:
+            self._formatters.setdefault(id(formatter), formatter)
+            self._seq += 1
+            self._keep((self._seq, *head, size, id(formatter), *raw), size)
+
+    def _keep(self, record: JournalEntry | tuple[Any, ...], size: int) -> None:
+        """Keep a journal record within the journal's bounds (the caller holds the lock)."""
+        if len(self._journal) == self._journal.maxlen:
+            self._forget_oldest()
+        self._journal.append(record)
+        self._sizes.append(size)
+        self.journal_size += size
+        while self.journal_size > self.journal_bytes and len(self._journal) > 1:
+            self._forget_oldest()
 
     def _forget_oldest(self) -> None:
         record = self._journal.popleft()

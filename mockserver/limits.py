@@ -132,13 +132,18 @@ def declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     None when absent or not a number (the HTTP parser refuses those)."""
     for name, value in headers:
         if name.lower() == b"content-length":
-            digits = value.strip().lstrip(b"0")
-            if not value.strip().isdigit():
-                return None
-            if len(digits) > MAX_CONTENT_LENGTH_DIGITS:
-                return HUGE_LENGTH
-            return int(digits.decode("ascii") or "0")
+            return length_of(value)
     return None
+
+
+def length_of(value: bytes) -> int | None:
+    """A Content-Length value as a number, as :func:`declared_length` reads it."""
+    digits = value.strip().lstrip(b"0")
+    if not value.strip().isdigit():
+        return None
+    if len(digits) > MAX_CONTENT_LENGTH_DIGITS:
+        return HUGE_LENGTH
+    return int(digits.decode("ascii") or "0")
 
 
 def entry_size(data: dict[str, Any]) -> int:

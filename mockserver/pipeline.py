@@ -50,7 +50,7 @@ from wanmock.mockserver.limits import (
     bounded,
     bounded_headers,
     cut,
-    declared_length,
+    length_of,
 )
 from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
@@ -267,8 +267,9 @@ class Pipeline:
     # -- the stages, in order -------------------------------------------------------------
 
     def route(self, rc: RequestContext) -> None:
-        declared = declared_length(rc.asgi["headers"])  # refused before a byte is read (2^63 too)
-        limit = self.profile.config.max_body_bytes
+        given = rc.request_headers.get("content-length")  # the first, as declared_length reads it
+        declared = None if given is None else length_of(given.encode("latin-1"))
+        limit = self.profile.config.max_body_bytes  # refused before a byte is read (2^63 too)
         if declared is not None and declared > limit:
             raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
         found = self.router.match(rc.method, rc.path)

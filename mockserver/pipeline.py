@@ -25,7 +25,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from wanmock.mockserver.bodies import NUL, decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
+from wanmock.mockserver.bodies import decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.faults import fault_error
 from wanmock.mockserver.guard import public_base
@@ -66,7 +66,7 @@ MAX_ORIGINS = 64  # result-link functions kept per pipeline (one per origin a cl
 JSON_TYPE = (b"content-type", b"application/json")
 
 
-NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+EMPTY: Mapping[str, Any] = MappingProxyType({})  # a field's default until a stage sets it
 
 
 class RequestContext:
@@ -84,11 +84,11 @@ class RequestContext:
     body: Any = None  # the decoded JSON body (None: no body, or not JSON: see body_error)
     body_error: ApiError | None = None
     task_id: str | None = None
-    scope: Mapping[str, str | None] = NO_HEADERS  # what fault rules match on (set, never changed)
+    scope: Mapping[str, str | None] = EMPTY  # what fault rules match on (set, never changed)
     rules_set: bool = True  # any fault rule was set when the request arrived (else none is taken)
     status: int = 200
     answer: Any = None
-    headers: Mapping[str, str] = NO_HEADERS  # the answer's extra headers (set, never changed)
+    headers: Mapping[str, str] = EMPTY  # the answer's extra headers (set, never changed)
     response: Response | None = None  # a ready response (a recorded answer, a dropped connection)
     warnings: Sequence[str] = ()  # accepted-but-undocumented input, told back
     prefetched: tuple[Task | None] | None = None  # a poll's task, read with the fault rules
@@ -146,7 +146,7 @@ class RequestContext:
         return b"" if self.answer is None and self.response is not None else dumps(self.answer)
 
     def reply(self, status: int, answer: Any, headers: Mapping[str, str] | None = None) -> None:
-        self.status, self.answer, self.headers = status, answer, headers or NO_HEADERS
+        self.status, self.answer, self.headers = status, answer, headers or EMPTY
 
 
 def rules_and_task(
@@ -380,16 +380,13 @@ class Pipeline:
         now), the answer's bytes as sent and the headers, as flat values."""
         if not self.journaled:
             return
-        # the headers as one string (a flat record), NUL-joined
-        count = len(rc.request_headers)
-        joined: str | tuple[str, ...] = NUL.join(chain.from_iterable(rc.request_headers.items()))
-        separators = max(2 * count - 1, 0)
-        headers_size = len(joined) - separators + 6 * count  # the names' and values' lengths, + 6 each
+        # the headers, names and values in turn, as one NUL-joined string (a flat record)
+        pairs = tuple(chain.from_iterable(rc.request_headers.items()))
+        headers_size = sum(map(len, pairs)) + 3 * len(pairs)  # + 6 per header
         if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
-            joined = join_flat(list(chain.from_iterable(bounded_headers(rc.request_headers.items()))))
+            pairs = tuple(chain.from_iterable(bounded_headers(rc.request_headers.items())))
             headers_size = JOURNAL_HEADER_BYTES
-        elif joined.count(NUL) != separators:  # a name or value holds a NUL: kept as a tuple
-            joined = tuple(chain.from_iterable(rc.request_headers.items()))
+        joined = join_flat(pairs)
         body: bytes = rc.raw
         body_bounded = len(body) > JOURNAL_BODY_BYTES
         if body_bounded:  # a large body is bounded (and scrubbed) now: an entry never holds more of it
@@ -408,11 +405,12 @@ class Pipeline:
         status = 0 if dropped else rc.status
         test_id = None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET)
         task_id = None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET)
-        endpoint = rc.match.endpoint.name if rc.match is not None else None
-        io = self.state.io
+        endpoint, io = rc.endpoint, self.state.io
         if io.direct and isinstance(io.store, MemoryStore):  # kept as its flat record, no entry built
-            head = (rc.now, self.name, rc.method, status, test_id, task_id, endpoint, tuple(rc.warnings) or "")
-            io.store.append_deferred(head, size, self.format_exchange, raw)
+            io.store.append_deferred(
+                rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings, size,
+                self.format_exchange, raw,
+            )  # fmt: skip
             return
         entry = JournalEntry(  # numbered by the store as it appends (one round trip)
             0, rc.now, self.name, rc.method, "", "", status, test_id, task_id, endpoint,

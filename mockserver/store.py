@@ -165,20 +165,10 @@ class JournalEntry:
         if formatter is None or self._parts is not None:
             return None
         formatters.setdefault(id(formatter), formatter)
-        return (
-            self.seq,
-            self.at,
-            self.provider,
-            self.method,
-            self.status,
-            self.test_id,
-            self.task_id,
-            self.endpoint,
-            tuple(self.warnings) if self.warnings else "",  # usually none: no nested tuple
-            self.size_hint,
-            id(formatter),
-            *self._raw,  # flat: the collector untracks a tuple only once it holds no tracked one
-        )
+        return flat_entry(
+            self.seq, self.at, self.provider, self.method, self.status, self.test_id, self.task_id,
+            self.endpoint, self.warnings, self.size_hint, id(formatter), self._raw,
+        )  # fmt: skip
 
     @classmethod
     def from_flat(
@@ -201,7 +191,31 @@ class JournalEntry:
         return f"JournalEntry(seq={self.seq}, {self.method} {self.path}, status={self.status})"
 
 
-FLAT_TEST = 5  # where a flat entry (JournalEntry.flat) keeps its test id
+def flat_entry(
+    seq: int,
+    at: float,
+    provider: str | None,
+    method: str,
+    status: int,
+    test_id: str | None,
+    task_id: str | None,
+    endpoint: str | None,
+    warnings: Sequence[str],
+    size: int,
+    formatter_id: int,
+    raw: tuple[Any, ...],
+) -> tuple[Any, ...]:
+    """A deferred journal entry as one flat tuple of immutable values (``JournalEntry.from_flat``
+    reads it back; the formatter is named by its number)."""
+    return (
+        seq, at, provider, method, status, test_id, task_id, endpoint,
+        tuple(warnings) if warnings else "",  # usually none: no nested tuple
+        size, formatter_id,
+        *raw,  # flat: the collector untracks a tuple only once it holds no tracked one
+    )  # fmt: skip
+
+
+FLAT_TEST = 5  # where a flat entry (flat_entry) keeps its test id
 FLAT_RAW = 11  # and where its raw parts begin
 ENTRY_FIELDS = frozenset(
     {"seq", "at", "provider", "method", "path", "query", "status", "test_id", "task_id", "endpoint"}
@@ -531,18 +545,27 @@ class MemoryStore:
 
     def append_deferred(
         self,
-        head: tuple[Any, ...],
+        at: float,
+        provider: str,
+        method: str,
+        status: int,
+        test_id: str | None,
+        task_id: str | None,
+        endpoint: str | None,
+        warnings: Sequence[str],
         size: int,
         formatter: Callable[[tuple[Any, ...]], Parts],
         raw: tuple[Any, ...],
     ) -> None:
-        """The server's path: a deferred entry kept straight as the flat record
-        ``JournalEntry.flat`` makes (no entry object built per request). ``head`` is the
-        entry's (at, provider, method, status, test_id, task_id, endpoint, warnings or "")."""
+        """The server's path: a deferred entry (``JournalEntry``'s fields) kept straight as its
+        flat record, without an entry object built per request."""
         with self._lock:
             self._formatters.setdefault(id(formatter), formatter)
             self._seq += 1
-            self._keep((self._seq, *head, size, id(formatter), *raw), size)
+            record = flat_entry(
+                self._seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, id(formatter), raw
+            )
+            self._keep(record, size)
 
     def _keep(self, record: JournalEntry | tuple[Any, ...], size: int) -> None:
         """Keep a journal record within the journal's bounds (the caller holds the lock)."""

@@ -635,15 +635,12 @@ def test_workers_share_tasks_across_many_requests(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not BALANCED_PORTS,
-    reason="only Linux spreads a port's connections over SO_REUSEPORT sockets; elsewhere the workers "
-    "share the parent's socket, as before, and wanmock balances nothing",
-)
 def test_workers_each_take_a_share_of_connections_that_arrive_at_once(tmp_path: Path) -> None:
     """Each worker listens on a socket of its own (SO_REUSEPORT): 64 connections opened at once,
     as wrk opens them, are spread over both workers. Sharing the parent's socket, the first
-    worker to wake took every waiting connection."""
+    worker to wake took every waiting connection. Where the kernel does not balance a port's
+    sockets (not Linux), the workers share the parent's socket, and every connection is still
+    answered."""
     server = Serve("--store", f"sqlite:///{tmp_path / 'tasks.db'}", "--workers", "2")
     try:
         host, port = server.origin.removeprefix("http://").split(":")
@@ -665,9 +662,12 @@ def test_workers_each_take_a_share_of_connections_that_arrive_at_once(tmp_path: 
         finally:
             for connection in connections:
                 connection.close()
-        assert sorted(answered) == sorted(pids)
-        assert min(answered.values()) >= 12, answered  # hashed: a split below 12/52 is a 1 in 10^6 event
-        assert listening_sockets(int(port)) == 2  # one per worker, not the parent's shared by both
+        assert sum(answered.values()) == 64
+        assert set(answered) <= pids
+        if BALANCED_PORTS:  # Linux: the kernel spreads connections over the workers' own sockets
+            assert sorted(answered) == sorted(pids)
+            assert min(answered.values()) >= 12, answered  # hashed: a split below 12/52 is a 1 in 10^6 event
+            assert listening_sockets(int(port)) == 2  # one per worker, not the parent's shared by both
     finally:
         server.stop()
     assert server.process.returncode == 0

@@ -216,6 +216,7 @@ def flat_entry(
 
 
 FLAT_TEST = 5  # where a flat entry (flat_entry) keeps its test id
+FLAT_SIZE = 9  # its size hint
 FLAT_RAW = 11  # and where its raw parts begin
 ENTRY_FIELDS = frozenset(
     {"seq", "at", "provider", "method", "path", "query", "status", "test_id", "task_id", "endpoint"}
@@ -543,29 +544,13 @@ class MemoryStore:
             record = entry.flat(self._formatters)
             self._keep(entry if record is None else record, size)
 
-    def append_deferred(
-        self,
-        at: float,
-        provider: str,
-        method: str,
-        status: int,
-        test_id: str | None,
-        task_id: str | None,
-        endpoint: str | None,
-        warnings: Sequence[str],
-        size: int,
-        formatter: Callable[[tuple[Any, ...]], Parts],
-        raw: tuple[Any, ...],
-    ) -> None:
-        """The server's path: a deferred entry (``JournalEntry``'s fields) kept straight as its
-        flat record, without an entry object built per request."""
+    def append_flat(self, record: tuple[Any, ...], formatter: Callable[[tuple[Any, ...]], Parts]) -> None:
+        """The server's path: a deferred entry kept straight as its flat record (``flat_entry``,
+        with sequence number 0: numbered here), without an entry object built per request."""
         with self._lock:
             self._formatters.setdefault(id(formatter), formatter)
             self._seq += 1
-            record = flat_entry(
-                self._seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, id(formatter), raw
-            )
-            self._keep(record, size)
+            self._keep((self._seq, *record[1:]), record[FLAT_SIZE])
 
     def _keep(self, record: JournalEntry | tuple[Any, ...], size: int) -> None:
         """Keep a journal record within the journal's bounds (the caller holds the lock)."""

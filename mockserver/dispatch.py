@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Router
 from starlette.types import Lifespan, Receive, Scope, Send
 from wanmock.mockserver.files import is_files_path, no_such_file
 from wanmock.mockserver.http import url_path
+from wanmock.mockserver.netguard import enter_task
 from wanmock.mockserver.pipeline import Pipeline
 from wanmock.mockserver.results import FILES_PREFIX, UPLOADS_PREFIX
 from wanmock.mockserver.state import AppState
@@ -62,6 +63,7 @@ class Dispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = url_path(scope)
         if is_files_path(path):
+            await enter_task()
             await no_such_file(self.state, Request(scope, receive))(scope, receive, send)
             return
         pipeline, prefix, below = self.resolve(path)
@@ -119,4 +121,5 @@ class MockApp(Starlette):
             scope["app"] = self
             await self.dispatcher(scope, receive, send)
             return
+        await enter_task()  # the control plane's stack may need a task (anyio); a provider's path never does
         await super().__call__(scope, receive, send)

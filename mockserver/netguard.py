@@ -18,17 +18,29 @@ The same tick closes an idle keep-alive connection (httptools stack) after uvico
 ``timeout_keep_alive`` (to within a tick), in place of the timer uvicorn arms after every answer
 and cancels at the next request: at full load that timer's heap churn cost ~4% of the CPU.
 
-Each kind of closing is logged at most once per LOG_EVERY seconds, with a count.
+**Requests run without a task each** (httptools stack, when the config's ``wanmock_taskless``
+is set: ``serve`` sets it for the mock's own app). uvicorn creates an asyncio task for every
+request. Here the requests whose headers arrived in one turn of the event loop are run by one
+callback at the next turn, one after the other, each in a context of its own as a task's. Most
+provider requests finish without ever suspending, so they cost no task, no callback of their own
+and no done-callbacks; the batch keeps the order of work a task per request has (all the turn's
+reads, then all its answers), which measured faster than answering each request inside its own
+read. A request that does suspend (a body still on its way, a latency rule, a shared store) goes
+on in a task from where it stopped. Code that needs a task (anyio and sniffio ask for the current
+one) calls :func:`enter_task` first; the app does so for everything but the providers' paths.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib.util
 import logging
 import resource
 import time
+import types
 import weakref
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -68,6 +80,51 @@ class _RateLimitedLog:
 
 NOTES = _RateLimitedLog()
 QUIETED: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+BATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = weakref.WeakKeyDictionary()
+
+
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    yield
+
+
+async def enter_task() -> None:
+    """Go on inside an asyncio task. A request run without a task (GuardedHttpToolsProtocol)
+    starts outside any; code that needs one (anyio and sniffio ask for the current task) awaits
+    this first. Inside a task already, it returns at once."""
+    if asyncio.current_task() is None:
+        await _yield_once()  # the run stops here; a task takes the request over
+
+
+class _Resumed:
+    """Awaited by the task that takes over a coroutine run outside a task until it suspended:
+    yields what the coroutine yielded then (the future it waits on, or None), and passes every
+    value or exception the task sends on to it, as ``await`` would have."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waiting = self.coro, self.first
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # a cancellation too: the coroutine decides what it does
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+async def _resume(coro: Coroutine[Any, Any, None], first: Any) -> None:
+    await _Resumed(coro, first)
 
 
 def limits_of(config: Any) -> NetLimits:
@@ -206,12 +263,50 @@ if importlib.util.find_spec("httptools") is not None:
             if type(held) is _HeldWrites:  # the first body message: written with the head
                 self.transport = held.flush()
 
+    def _run_batch(batch: list[tuple[RequestResponseCycle, Any, GuardedHttpToolsProtocol]]) -> None:
+        """Run the requests started in the last turn of the loop (see the module's notes)."""
+        ready = batch[:]
+        batch.clear()  # requests started from now on (pipelined ones) wait for the next turn
+        for cycle, app, protocol in ready:
+            protocol._run(cycle, app)
+
     class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
-        """uvicorn's httptools protocol, guarded; its cycles coalesce (CoalescingCycle)."""
+        """uvicorn's httptools protocol, guarded; its cycles coalesce (CoalescingCycle), and with
+        ``config.wanmock_taskless`` its requests run without a task each (see the module's notes)."""
+
+        _batch: list[tuple[RequestResponseCycle, Any, GuardedHttpToolsProtocol]] | None = None
+
+        def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            if getattr(config, "wanmock_taskless", False):  # one batch per event loop
+                self._batch = BATCHES.setdefault(self.loop, [])
 
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
             cycle.__class__ = CoalescingCycle  # the same object, with the coalescing send
-            super()._start_asgi_task(cycle, app)
+            batch = self._batch
+            if batch is None:
+                super()._start_asgi_task(cycle, app)
+                return
+            if not batch:
+                self.loop.call_soon(_run_batch, batch)
+            batch.append((cycle, app, self))
+
+        def _run(self, cycle: RequestResponseCycle, app: Any) -> None:
+            """Run a request now, in a context of its own as a task would; if it suspends, a
+            task takes it over from there (tracked, as uvicorn tracks its tasks)."""
+            coro = cycle.run_asgi(app)
+            fresh = getattr(self.config, "reset_contextvars", False)  # uvicorn's option: an empty context
+            context = contextvars.Context() if fresh else contextvars.copy_context()
+            try:
+                waiting = context.run(coro.send, None)
+            except StopIteration:
+                return  # answered without suspending
+            except Exception as exc:  # uvicorn's cycle failed (not the app: it catches those); the batch goes on
+                self.loop.call_exception_handler({"message": "request failed", "exception": exc, "protocol": self})
+                return
+            task = self.loop.create_task(_resume(coro, waiting), context=context)
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
 
         def on_response_complete(self) -> None:
             """What uvicorn does once an answer is sent (count it, read again, start a pipelined

@@ -265,8 +265,10 @@ def net_limits(args: argparse.Namespace) -> NetLimits:
     )
 
 
-def uvicorn_config(app: Any, args: argparse.Namespace, **extra: Any) -> Any:
-    """uvicorn's Config with wanmock's connection limits (wanmock.mockserver.netguard)."""
+def uvicorn_config(app: Any, args: argparse.Namespace, *, taskless: bool = False, **extra: Any) -> Any:
+    """uvicorn's Config with wanmock's connection limits (wanmock.mockserver.netguard); with
+    ``taskless``, requests run without a task each (for an app whose code that needs a task
+    enters one first: create_app's)."""
     import uvicorn
 
     limits = net_limits(args)
@@ -281,7 +283,8 @@ def uvicorn_config(app: Any, args: argparse.Namespace, **extra: Any) -> Any:
         **stack,
         **extra,
     )
-    config.wanmock_limits = limits  # type: ignore[attr-defined]  # read by GuardedH11Protocol
+    config.wanmock_limits = limits  # type: ignore[attr-defined]  # read by the guarded protocols
+    config.wanmock_taskless = taskless  # type: ignore[attr-defined]
     return config
 
 
@@ -548,7 +551,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers > 1:
         return run_workers(args, store, sockets)
     try:
-        server = uvicorn.Server(uvicorn_config(build_app(args, store), args))
+        server = uvicorn.Server(uvicorn_config(build_app(args, store), args, taskless=True))
         show_access_log(args)
         server.run(sockets=sockets)
     finally:
@@ -565,7 +568,9 @@ def run_workers(args: argparse.Namespace, store: TaskStore, sockets: list[socket
     store.close()
     media_dir = tempfile.mkdtemp(prefix="wanmock-media-")
     os.environ[OPTIONS_VARIABLE] = encode_options(argparse.Namespace(**vars(args), media_dir=media_dir))
-    config = uvicorn_config("wanmock.mockserver.serve:app_from_env", args, factory=True, workers=args.workers)
+    config = uvicorn_config(
+        "wanmock.mockserver.serve:app_from_env", args, taskless=True, factory=True, workers=args.workers
+    )
     supervisor: Any = Multiprocess
     import inspect
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import importlib.util
+import json
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -217,11 +220,12 @@ def test_a_router_remembers_a_path_and_answers_it_alike() -> None:
     assert isinstance(kept.match("DELETE", poll), WrongMethod)
 
 
-async def connected(app: Any) -> tuple[Any, RecordingTransport]:
+async def connected(app: Any, *, taskless: bool = False) -> tuple[Any, RecordingTransport]:
     from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
 
     config = uvicorn.Config(app, http=GuardedHttpToolsProtocol, lifespan="off", log_level="warning")
     config.load()
+    config.wanmock_taskless = taskless  # type: ignore[attr-defined]  # as `wanmock serve` sets it
     protocol = GuardedHttpToolsProtocol(config, ServerState(), {})
     transport = RecordingTransport()
     protocol.connection_made(transport)
@@ -292,3 +296,242 @@ async def _test_pipelined_requests_are_each_answered_in_order() -> None:
     assert protocol.server_state.total_requests == 3
     assert not transport.closed
     protocol.connection_lost(None)
+
+
+SUBMIT_BODY = b'{"prompt": "a red ball", "first_clip": "oss://bucket/clip.mp4", "seed": 0}'
+
+
+def submit_request(body: bytes = SUBMIT_BODY) -> bytes:
+    return http_request(
+        "POST", "/api/v1/alibaba/wan2.7-i2v/async", body, Authorization="Bearer k", Content_Type="application/json"
+    )
+
+
+def test_serve_runs_the_mock_without_a_task_per_request() -> None:
+    from wanmock.mockserver import serve
+    from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
+
+    args = serve_args("--provider", "modellix")
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    assert serve.uvicorn_config(app, args, taskless=True).wanmock_taskless
+    assert not serve.uvicorn_config(app, args).wanmock_taskless  # another app keeps uvicorn's tasks
+    assert GuardedHttpToolsProtocol._batch is None  # nor does a config that does not ask
+
+
+def test_requests_of_one_turn_are_answered_in_one_batch_without_tasks() -> None:
+    asyncio.run(_test_requests_of_one_turn_are_answered_in_one_batch_without_tasks())
+
+
+async def _test_requests_of_one_turn_are_answered_in_one_batch_without_tasks() -> None:
+    loop = asyncio.get_running_loop()
+    created: list[Any] = []
+    create_task = loop.create_task
+
+    def counted(coro: Any, **kwargs: Any) -> Any:
+        created.append(coro)
+        return create_task(coro, **kwargs)
+
+    loop.create_task = counted  # type: ignore[method-assign]
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    connections = [await connected(app, taskless=True) for _ in range(3)]
+    for protocol, _ in connections:
+        protocol.data_received(submit_request())
+    assert not any(t.writes for _, t in connections)  # the turn's reads first; its answers at the next
+    await asyncio.sleep(0)
+    for protocol, transport in connections:
+        assert len(transport.writes) == 1
+        assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b'"status":"pending"' in transport.writes[0]
+        assert not protocol.tasks
+    assert created == []  # no task for a request that never waited
+    # the next request on a connection: the same, answered in its own turn
+    protocol, transport = connections[0]
+    protocol.data_received(http_request("GET", "/api/v1/tasks/task-none", Authorization="Bearer k"))
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2
+    assert b'"code"' in transport.writes[1]
+    assert created == []
+    for protocol, _ in connections:
+        protocol.connection_lost(None)
+
+
+def test_a_request_that_waits_goes_on_in_a_task_from_where_it_stopped() -> None:
+    asyncio.run(_test_a_request_that_waits_goes_on_in_a_task_from_where_it_stopped())
+
+
+async def _test_a_request_that_waits_goes_on_in_a_task_from_where_it_stopped() -> None:
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    protocol, transport = await connected(app, taskless=True)
+    request = submit_request()
+    protocol.data_received(request[:-10])  # the body's last bytes are still on their way
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert transport.writes == []
+    (task,) = protocol.tasks  # waiting for the body, in a task tracked as uvicorn tracks its own
+    protocol.data_received(request[-10:])
+    await answered(transport, 1)
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"status":"pending"' in transport.writes[0]
+    await asyncio.sleep(0)
+    assert task.done()
+    assert not protocol.tasks
+    # a latency rule waits on the loop's timer: the request is answered after it, in a task
+    admin = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000")
+    rule = {"action": "latency", "latency_seconds": 0.03, "endpoint": "submit", "count": 1}
+    assert (await admin.post("/__admin/faults", json=rule)).status_code in (200, 201)
+    started = asyncio.get_running_loop().time()
+    protocol.data_received(request)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(transport.writes) == 1
+    assert len(protocol.tasks) == 1
+    while len(transport.writes) < 2:
+        await asyncio.sleep(0.005)
+    assert asyncio.get_running_loop().time() - started >= 0.03
+    assert transport.writes[1].startswith(b"HTTP/1.1 200 OK\r\n")
+    protocol.connection_lost(None)
+
+
+def test_a_path_that_needs_a_task_enters_one() -> None:
+    asyncio.run(_test_a_path_that_needs_a_task_enters_one())
+
+
+async def _test_a_path_that_needs_a_task_enters_one() -> None:
+    """A rendered video is read in a worker thread (anyio, which asks for the current task): the
+    app enters a task before the control plane's and the files' stack."""
+    from wanmock.mockserver.clock import ManualClock
+
+    app = create_app(ServerConfig(providers=("modellix",), seed=1, clock=ManualClock()))
+    protocol, transport = await connected(app, taskless=True)
+
+    async def ask(request: bytes) -> tuple[bytes, bytes]:
+        first = len(transport.writes)
+        protocol.data_received(request)
+        await asyncio.sleep(0)
+        for _ in range(2000):
+            if protocol.cycle.response_complete:
+                return head_and_body(b"".join(transport.writes[first:]))
+            await asyncio.sleep(0.005)
+        raise AssertionError("no answer")
+
+    _, submitted = await ask(submit_request())
+    task_id = json.loads(submitted)["data"]["task_id"]
+    advance = json.dumps({"seconds": 3600}).encode()
+    head, _ = await ask(http_request("POST", "/__admin/clock/advance", advance, Content_Type="application/json"))
+    assert head.startswith(b"HTTP/1.1 200 ")
+    _, polled = await ask(http_request("GET", f"/api/v1/tasks/{task_id}", Authorization="Bearer k"))
+    url = json.loads(polled)["data"]["result"]["resources"][0]["url"]
+    head, body = await ask(http_request("GET", httpx.URL(url).raw_path.decode()))
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert body[4:8] == b"ftyp"  # an MP4
+    assert not transport.closed
+    protocol.connection_lost(None)
+
+
+def test_each_request_runs_in_a_context_of_its_own() -> None:
+    asyncio.run(_test_each_request_runs_in_a_context_of_its_own())
+
+
+async def _test_each_request_runs_in_a_context_of_its_own() -> None:
+    seen = contextvars.ContextVar("seen", default="unset")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        before = seen.get()
+        seen.set(scope["path"])
+        body = before.encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    connections = [await connected(app, taskless=True) for _ in range(2)]
+    for path, (protocol, _) in zip(("/a", "/b"), connections, strict=True):
+        protocol.data_received(http_request("GET", path))  # in one turn: one batch
+    await asyncio.sleep(0)
+    for protocol, transport in connections:
+        assert [w for w in transport.writes if not w.startswith(b"HTTP/1.1 ")] == [b"unset"]
+        protocol.connection_lost(None)
+    assert seen.get() == "unset"
+
+
+def test_a_request_failing_outside_its_app_does_not_stop_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_test_a_request_failing_outside_its_app_does_not_stop_the_batch(monkeypatch))
+
+
+async def _test_a_request_failing_outside_its_app_does_not_stop_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wanmock.mockserver.netguard import CoalescingCycle
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    run_asgi = CoalescingCycle.run_asgi
+
+    async def failing(self: Any, app: Any) -> None:
+        if self.scope["path"] == "/broken":
+            raise RuntimeError("the cycle broke")
+        await run_asgi(self, app)
+
+    monkeypatch.setattr(CoalescingCycle, "run_asgi", failing)
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    (first, broken), (second, fine) = await connected(app, taskless=True), await connected(app, taskless=True)
+    first.data_received(http_request("GET", "/broken", Authorization="Bearer k"))
+    second.data_received(http_request("GET", "/api/v1/tasks/task-none", Authorization="Bearer k"))
+    await asyncio.sleep(0)
+    assert broken.writes == []
+    assert len(fine.writes) == 1
+    assert b'"code"' in fine.writes[0]
+    assert [str(c["exception"]) for c in reported] == ["the cycle broke"]
+    first.connection_lost(None)
+    second.connection_lost(None)
+
+
+def test_pipelined_requests_without_tasks_are_each_answered_in_order() -> None:
+    asyncio.run(_test_pipelined_requests_without_tasks_are_each_answered_in_order())
+
+
+async def _test_pipelined_requests_without_tasks_are_each_answered_in_order() -> None:
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    protocol, transport = await connected(app, taskless=True)
+    requests = [submit_request(), http_request("GET", "/api/v1/tasks/task-none", Authorization="Bearer k")]
+    protocol.data_received(b"".join([*requests, submit_request()]))
+    await answered(transport, 3)
+    codes = [json.loads(head_and_body(w)[1])["code"] for w in transport.writes]
+    assert codes[0] == codes[2] == 0
+    assert codes[1] != 0
+    assert protocol.server_state.total_requests == 3
+    assert not protocol.tasks
+    protocol.connection_lost(None)
+
+
+def test_a_request_taken_over_by_a_task_gets_what_it_waits_for_and_cancellations() -> None:
+    asyncio.run(_test_a_request_taken_over_by_a_task_gets_what_it_waits_for_and_cancellations())
+
+
+async def _test_a_request_taken_over_by_a_task_gets_what_it_waits_for_and_cancellations() -> None:
+    from wanmock.mockserver.netguard import _resume
+
+    loop = asyncio.get_running_loop()
+    seen: list[Any] = []
+
+    async def request(future: asyncio.Future[int]) -> None:
+        try:
+            seen.append(await future)
+            seen.append(await future)  # done already: no suspension
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    future: asyncio.Future[int] = loop.create_future()
+    coro = request(future)
+    waiting = coro.send(None)  # run until it waits: for the future
+    assert waiting is future
+    task = loop.create_task(_resume(coro, waiting))
+    await asyncio.sleep(0)
+    assert seen == []
+    future.set_result(7)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert seen == [7, 7]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [7, 7, "cancelled"]

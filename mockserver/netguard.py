@@ -19,7 +19,7 @@ The same tick closes an idle keep-alive connection (httptools stack) after uvico
 and cancels at the next request: at full load that timer's heap churn cost ~4% of the CPU.
 
 **Requests run without a task each** (httptools stack, when the config's ``wanmock_taskless``
-is set: ``serve`` sets it for the mock's own app). uvicorn creates an asyncio task for every
+is set: ``serve`` sets it for the mock's own app on the memory store). uvicorn creates an asyncio task for every
 request. Here the requests whose headers arrived in one turn of the event loop are run by one
 callback at the next turn, one after the other, each in a context of its own as a task's. Most
 provider requests finish without ever suspending, so they cost no task, no callback of their own

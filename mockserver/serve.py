@@ -288,6 +288,13 @@ def uvicorn_config(app: Any, args: argparse.Namespace, *, taskless: bool = False
     return config
 
 
+def mock_config(app: Any, args: argparse.Namespace) -> Any:
+    """uvicorn's Config for the mock's own app (create_app's): without a task per request on the
+    memory store, whose requests seldom wait; a shared store's always do (a trip to the store's
+    thread), so they keep uvicorn's task each."""
+    return uvicorn_config(app, args, taskless=app.state.wanmock.io.direct)
+
+
 def config_from(args: argparse.Namespace) -> ServerConfig:
     """The configuration the options describe, then ``--config FILE`` and each ``--set`` applied."""
     config = _options_config(args)
@@ -551,7 +558,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers > 1:
         return run_workers(args, store, sockets)
     try:
-        server = uvicorn.Server(uvicorn_config(build_app(args, store), args, taskless=True))
+        server = uvicorn.Server(mock_config(build_app(args, store), args))
         show_access_log(args)
         server.run(sockets=sockets)
     finally:
@@ -568,9 +575,7 @@ def run_workers(args: argparse.Namespace, store: TaskStore, sockets: list[socket
     store.close()
     media_dir = tempfile.mkdtemp(prefix="wanmock-media-")
     os.environ[OPTIONS_VARIABLE] = encode_options(argparse.Namespace(**vars(args), media_dir=media_dir))
-    config = uvicorn_config(
-        "wanmock.mockserver.serve:app_from_env", args, taskless=True, factory=True, workers=args.workers
-    )
+    config = uvicorn_config("wanmock.mockserver.serve:app_from_env", args, factory=True, workers=args.workers)
     supervisor: Any = Multiprocess
     import inspect
 

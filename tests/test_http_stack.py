@@ -9,6 +9,7 @@ import asyncio
 import contextvars
 import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -307,15 +308,18 @@ def submit_request(body: bytes = SUBMIT_BODY) -> bytes:
     )
 
 
-def test_serve_runs_the_mock_without_a_task_per_request() -> None:
+def test_serve_runs_the_mock_without_a_task_per_request_on_the_memory_store(tmp_path: Path) -> None:
     from wanmock.mockserver import serve
     from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
 
     args = serve_args("--provider", "modellix")
-    app = create_app(ServerConfig(providers=("modellix",), seed=1))
-    assert serve.uvicorn_config(app, args, taskless=True).wanmock_taskless
-    assert not serve.uvicorn_config(app, args).wanmock_taskless  # another app keeps uvicorn's tasks
-    assert GuardedHttpToolsProtocol._batch is None  # nor does a config that does not ask
+    assert serve.mock_config(serve.build_app(args), args).wanmock_taskless
+    shared = serve_args("--provider", "modellix", "--store", f"sqlite:///{tmp_path / 'tasks.db'}")
+    app = serve.build_app(shared)
+    assert not serve.mock_config(app, shared).wanmock_taskless  # its requests wait for the store's thread
+    app.state.wanmock.io.close()
+    assert not serve.uvicorn_config(app, args).wanmock_taskless  # nor another app's (the replay's)
+    assert GuardedHttpToolsProtocol._batch is None
 
 
 def test_requests_of_one_turn_are_answered_in_one_batch_without_tasks() -> None:

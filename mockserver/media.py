@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -172,13 +173,29 @@ class MediaCache:
     """
 
     def __init__(self, directory: Path | None = None, max_bytes: int = 512 * 1024 * 1024) -> None:
-        self._owned = directory is None
-        self.directory = Path(tempfile.mkdtemp(prefix="wanmock-media-")) if directory is None else directory
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        self._removal: weakref.finalize[Any, Any] | None = None
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._making = threading.Lock()
         self._spec_locks: dict[VideoSpec, threading.Lock] = {}
         self._closed = False
+
+    @property
+    def directory(self) -> Path:
+        """Where the MP4s are. Without a directory given, a temporary one of the cache's own,
+        made when first needed (an app that never renders leaves nothing behind) and removed
+        when the cache is closed, collected, or the interpreter exits, whichever comes first
+        (an app run without its lifespan, as httpx's ASGITransport runs it, never closes it)."""
+        if self._directory is None:
+            with self._making:
+                if self._directory is None:
+                    made = Path(tempfile.mkdtemp(prefix="wanmock-media-"))
+                    self._removal = weakref.finalize(self, shutil.rmtree, made, True)
+                    self._directory = made
+        return self._directory
 
     def path_for(self, spec: VideoSpec) -> Path:
         """The MP4 for ``spec``, rendered on first use."""
@@ -225,8 +242,8 @@ class MediaCache:
     def close(self) -> None:
         """Forget the cache; remove its directory if the cache created it."""
         self._closed = True
-        if self._owned:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        if self._removal is not None:
+            self._removal()  # once: the finalizer is then dead
 
     def __enter__(self) -> MediaCache:
         return self

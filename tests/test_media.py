@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -181,6 +183,33 @@ def test_cache_renders_to_a_hidden_temporary_file_then_moves_it(
     assert not seen[0].name.endswith(".mp4")  # never counted or served as a cache entry
     assert not seen[0].exists()
     assert final.read_bytes() == b"complete"
+
+
+def test_a_cache_of_its_own_makes_its_directory_when_first_needed_and_removes_it(
+    tmp_path: Path, fake_renders: list[VideoSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app that never renders leaves no directory; one that is never closed (run without its
+    lifespan, as httpx's ASGITransport runs an app) leaves none once the cache is collected."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes them, here
+    cache = MediaCache()
+    assert list(tmp_path.iterdir()) == []
+    made = cache.path_for(_spec(1)).parent
+    assert made.parent == tmp_path
+    assert made.name.startswith("wanmock-media-")
+    assert cache.directory == made
+    cache.close()
+    assert not made.exists()
+    cache.close()  # twice is harmless
+    forgotten = MediaCache()
+    directory = forgotten.directory
+    assert directory.is_dir()
+    del forgotten
+    gc.collect()
+    assert not directory.exists()
+    given = tmp_path / "given"
+    with MediaCache(given) as kept:
+        kept.path_for(_spec(1))
+    assert (given / _spec(1).filename).exists()  # a directory it was given is not its to remove
 
 
 def test_cache_leaves_nothing_behind_when_rendering_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

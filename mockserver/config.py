@@ -93,7 +93,8 @@ class ServerConfig:
     clock: Clock = field(default_factory=SystemClock)
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)
     options: Options = field(default_factory=Options)
-    # Where rendered MP4s are cached; none: a temporary directory.
+    # Where rendered MP4s are cached; none: a temporary directory, made at the first render and
+    # removed at shutdown (or when the app is collected, or Python exits, if its lifespan never ran).
     media_dir: Path | None = None
     # The size of the MP4 cache (least recently used renders are dropped).
     media_max_bytes: int = 512 * 1024 * 1024

@@ -21,6 +21,7 @@ from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.dispatch import Dispatcher, MockApp, ProviderFirstRouter
 from wanmock.mockserver.files import download
 from wanmock.mockserver.guard import AdminGuard
+from wanmock.mockserver.http import until_shutdown
 from wanmock.mockserver.media import MediaCache
 from wanmock.mockserver.operations import TaskOperations
 from wanmock.mockserver.profiles import profile_for
@@ -75,7 +76,8 @@ def create_app(config: ServerConfig | None = None, store: TaskStore | None = Non
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         gc.collect()
         gc.freeze()  # start-up objects (schemas, modules) leave the collector's full passes
-        yield
+        async with until_shutdown():
+            yield
         state.io.close()
         state.media.close()
 

@@ -6,13 +6,15 @@ Nothing here knows a provider: the pipeline turns these into provider-shaped ans
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -35,6 +37,16 @@ URL_REWRITES_PATH = re.compile(r"[?#\\\t\r\n]")
 
 class ConnectionDropped(Exception):
     """Raised after the response has started, so the client sees the connection break."""
+
+
+@contextlib.asynccontextmanager
+async def until_shutdown() -> AsyncIterator[None]:
+    """Around a lifespan's ``yield``: the server may tear the lifespan down by cancelling it,
+    without a shutdown (uvicorn does on a second Ctrl-C). That ends it here, so that the code
+    after the ``yield`` (closing the store, removing rendered files) runs and Starlette does
+    not report the cancellation as a failed shutdown, with a traceback, on the way out."""
+    with contextlib.suppress(asyncio.CancelledError):
+        yield
 
 
 class DroppedResponse(Response):

@@ -44,6 +44,7 @@ from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.dispatch import Dispatcher, ProviderFirstRouter
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.files import NO_SUCH_KEY, send_video, signature_refused, storage_refusal, storage_request_id
+from wanmock.mockserver.http import until_shutdown
 from wanmock.mockserver.media import MediaCache, VideoSpec
 from wanmock.mockserver.pipeline import Pipeline, RequestContext
 from wanmock.mockserver.profiles import profile_for
@@ -291,7 +292,8 @@ def create_replay_app(cassette_dir: Path, clock: Clock, *, media_dir: Path | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
+        async with until_shutdown():
+            yield
         state.media.close()
 
     app = Starlette(lifespan=lifespan)

@@ -135,6 +135,22 @@ def test_ctrl_c_ends_serve_without_a_traceback() -> None:
 
 
 @pytest.mark.slow
+def test_ctrl_c_twice_ends_serve_without_a_traceback() -> None:
+    """A second Ctrl-C while the first shuts the server down: uvicorn then cancels the app's
+    lifespan instead of ending it, which Starlette used to report with a traceback."""
+    with ServeProcess() as server:
+        assert "control" in server.output()
+        process = server.process
+        assert process is not None
+        os.kill(server.pid, signal.SIGINT)
+        time.sleep(0.02)
+        os.kill(server.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    assert "Traceback" not in server.errors()
+    assert server.errors().strip().splitlines()[-1] == "wanmock serve: interrupted"
+
+
+@pytest.mark.slow
 def test_ctrl_c_on_contract_writes_the_partial_report(tmp_path: Path, server: Server) -> None:
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
     argv = [*WANMOCK, "contract", "--provider", "all", "--examples", "8", "--seed", "1", "--target", server.origin]

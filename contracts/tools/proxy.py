@@ -52,7 +52,7 @@ from wanmock.contracts.tools.traffic import (
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.faults import FaultRule, FaultRules, RuleError, fault_error
-from wanmock.mockserver.http import DroppedResponse
+from wanmock.mockserver.http import DroppedResponse, until_shutdown
 from wanmock.mockserver.profiles import Context, profile_for
 from wanmock.mockserver.routing import Match
 
@@ -412,7 +412,8 @@ def create_proxy_app(proxy: Proxy) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
+        async with until_shutdown():
+            yield
         await proxy.client.aclose()
 
     routes = [

@@ -19,15 +19,18 @@ The same tick closes an idle keep-alive connection (httptools stack) after uvico
 and cancels at the next request: at full load that timer's heap churn cost ~4% of the CPU.
 
 **Requests run without a task each** (httptools stack, when the config's ``wanmock_taskless``
-is set: ``serve`` sets it for the mock's own app on the memory store). uvicorn creates an asyncio task for every
-request. Here the requests whose headers arrived in one turn of the event loop are run by one
-callback at the next turn, one after the other, each in a context of its own as a task's. Most
-provider requests finish without ever suspending, so they cost no task, no callback of their own
-and no done-callbacks; the batch keeps the order of work a task per request has (all the turn's
-reads, then all its answers), which measured faster than answering each request inside its own
-read. A request that does suspend (a body still on its way, a latency rule, a shared store) goes
-on in a task from where it stopped. Code that needs a task (anyio and sniffio ask for the current
-one) calls :func:`enter_task` first; the app does so for everything but the providers' paths.
+is set: ``serve`` sets it for the mock's own app on the memory store). uvicorn creates an
+asyncio task for every request. Here the requests whose headers arrived in one turn of the event
+loop are run by one callback at the next turn, one after the other, each in a context of its own
+as a task's. Most provider requests finish without ever suspending, so they cost no task, no
+callback of their own and no done-callbacks; the batch keeps the order of work a task per request
+has (all the turn's reads, then all its answers), which measured faster than answering each
+request inside its own read. A request that does suspend (a body still on its way, a latency
+rule) goes on in a task from where it stopped. Code that needs a task (anyio and sniffio ask for
+the current one) calls :func:`enter_task` first; the app does so for everything but the
+providers' paths.
+
+Each kind of closing is logged at most once per LOG_EVERY seconds, with a count.
 """
 
 from __future__ import annotations

@@ -460,6 +460,16 @@ async def _test_each_request_runs_in_a_context_of_its_own() -> None:
         assert [w for w in transport.writes if not w.startswith(b"HTTP/1.1 ")] == [b"unset"]
         protocol.connection_lost(None)
     assert seen.get() == "unset"
+    # a request sees the server's context, as a task created there would; with uvicorn's
+    # reset_contextvars, an empty one
+    seen.set("server")
+    for reset, expected in ((False, b"server"), (True, b"unset")):
+        protocol, transport = await connected(app, taskless=True)
+        protocol.config.reset_contextvars = reset
+        protocol.data_received(http_request("GET", "/c"))
+        await asyncio.sleep(0)
+        assert [w for w in transport.writes if not w.startswith(b"HTTP/1.1 ")] == [expected]
+        protocol.connection_lost(None)
 
 
 def test_a_request_failing_outside_its_app_does_not_stop_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -545,3 +555,27 @@ async def _test_a_request_taken_over_by_a_task_gets_what_it_waits_for_and_cancel
     with pytest.raises(asyncio.CancelledError):
         await task
     assert seen == [7, 7, "cancelled"]
+
+
+def test_a_request_taken_over_by_a_task_is_closed_with_it() -> None:
+    from wanmock.mockserver.netguard import _resume
+
+    closed: list[str] = []
+
+    async def request(future: asyncio.Future[None]) -> None:
+        try:
+            await future
+        finally:
+            closed.append("request")
+
+    loop = asyncio.new_event_loop()
+    try:
+        future: asyncio.Future[None] = loop.create_future()
+        coro = request(future)
+        waiting = coro.send(None)
+        takeover = _resume(coro, waiting)
+        assert takeover.send(None) is future  # as the task's first step
+        takeover.close()  # what happens to a task's coroutine that is never finished
+        assert closed == ["request"]
+    finally:
+        loop.close()

@@ -289,6 +289,9 @@ _KIND, _MODEL, _RES, _RATIO, _DURATION, _AUDIO, _PROMPT = range(7)
 _CREATED, _STARTED, _FINISHED, _FINAL, _CODE, _MESSAGE, _EXPIRED, _RETENTION = range(7, 15)
 _TEST, _OWNER, _REQUEST, _SEQ, _KEYS = range(15, 20)
 _INTERN_LIMIT = 4096  # distinct short strings shared between tasks (models, owners, test ids)
+# Tasks a poll read kept built (MemoryStore.peek), the most recently built ones: few, so that
+# a full collection has no more objects to walk however many tasks were polled.
+_PEEK_LIMIT = 32
 
 
 def outcome(call: Callable[[], Any]) -> tuple[BaseException | None, Any]:
@@ -353,6 +356,7 @@ class MemoryStore:
         self._grace = evict_grace
         self._evictions: list[tuple[float, str]] = []  # a heap of (evict_at, key)
         self._names: dict[str, str] = {}
+        self._peeked: dict[str, tuple[tuple[Any, ...], Task]] = {}  # key -> (its record, built)
         self._seq = 0
         self._lock = threading.Lock()
         self._faults = FaultRules()
@@ -497,6 +501,25 @@ class MemoryStore:
         key = f"{provider}/{task_id}"
         record = self._tasks.get(key)  # one dict read is atomic; records are immutable
         return None if record is None else self._unpack(key, record)
+
+    def peek(self, provider: str, task_id: str) -> Task | None:
+        """The task, to be read and not changed: the same object as long as its record is (a
+        polled task is built from its record once per change, not once per poll)."""
+        key = f"{provider}/{task_id}"
+        record = self._tasks.get(key)
+        if record is None:
+            return None
+        built = self._peeked.get(key)
+        if built is not None and built[0] is record:  # a save or transition stores a new record
+            return built[1]
+        task = self._unpack(key, record)
+        with self._lock:
+            peeked = self._peeked
+            peeked.pop(key, None)
+            if len(peeked) >= _PEEK_LIMIT:
+                del peeked[next(iter(peeked))]  # the one built longest ago
+            peeked[key] = (record, task)
+        return task
 
     def save(self, task: Task) -> None:
         with self._lock:

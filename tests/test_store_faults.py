@@ -295,6 +295,54 @@ def test_memory_store_records_are_untracked_by_the_collector_and_under_a_kibibyt
     assert not any(gc.is_tracked(record) for record in list(store._tasks.values())[:100])
 
 
+def test_a_polled_task_is_built_once_per_record_and_few_are_kept() -> None:
+    from wanmock.mockserver.store import _PEEK_LIMIT
+
+    store = MemoryStore()
+    store.add(task(1, id="a"))
+    first = store.peek("dashscope", "a")
+    assert first is not None
+    assert first == store.get("dashscope", "a")
+    assert store.peek("dashscope", "a") is first  # the record is unchanged: the same object
+    assert store.get("dashscope", "a") is not first  # a reader that may change its task gets its own
+    store.transition("dashscope", "a", lambda t: t.finish(1002.0, "canceled"))
+    changed = store.peek("dashscope", "a")
+    assert changed is not None
+    assert changed is not first
+    assert changed.final_state == "canceled"
+    assert first.final_state == "succeeded"  # what a poll read before is left as it was
+    store.save(task(1, id="a", final_state="failed"))
+    saved = store.peek("dashscope", "a")
+    assert saved is not None
+    assert saved.final_state == "failed"
+    assert store.peek("dashscope", "missing") is None
+    for n in range(2, 2 + 3 * _PEEK_LIMIT):
+        store.add(task(n, id=f"t{n}"))
+        store.peek("dashscope", f"t{n}")
+    assert len(store._peeked) == _PEEK_LIMIT  # the most recently built ones
+    assert f"dashscope/t{1 + 3 * _PEEK_LIMIT}" in store._peeked
+
+
+def test_a_canceled_apiyi_task_polls_alike_and_is_not_changed_by_the_poll(make_mock: Any) -> None:
+    """APIYI shows a canceled task as failed: the poll words it so without changing the task
+    (a polled task is shared between polls while its record is unchanged)."""
+    mock = make_mock(providers=("apiyi",))
+    created = mock.post(
+        mock.submit_path("apiyi", "t2v"), json=example_body("apiyi", "t2v"), headers=submit_headers("apiyi")
+    )
+    task_id = created.json()["output"]["task_id"]
+    assert mock.post(f"/__admin/tasks/apiyi/{task_id}/cancel", json={}).status_code == 200
+    poll = catalog().provider("apiyi").endpoints["poll"].paths[0].replace("{task_id}", task_id)
+    answers = [mock.get(poll, headers=AUTH).json() for _ in range(2)]
+    assert answers[0] == answers[1]
+    assert answers[0]["status"] == "failed"
+    assert "Canceled" in answers[0]["fail_reason"]
+    stored = mock.state.store.get("apiyi", task_id)
+    assert (stored.final_state, stored.error_code, stored.error_message) == ("canceled", None, None)
+    polled = mock.state.store.peek("apiyi", task_id)
+    assert (polled.error_code, polled.error_message) == (None, None)
+
+
 def test_requests_leave_nothing_the_collector_tracks_in_the_memory_store(make_mock: Any) -> None:
     """Tasks and journal entries are kept as flat tuples: however many requests a server has
     answered, a full collection has no more objects to walk (the store stays flat), and a read

@@ -29,8 +29,9 @@ class Apiyi(Profile):
         }
 
     def poll_body(self, task: Task, state: str, ctx: Context) -> Answer:
+        error_code, error_message = task.error_code, task.error_message
         if state == "canceled":  # APIYI documents no canceled word: a canceled task shows as failed
-            state, task.error_code, task.error_message = "failed", "Canceled", "The task was canceled."
+            state, error_code, error_message = "failed", "Canceled", "The task was canceled."
         body: dict[str, Any] = {
             "status": self.word(state),
             "progress": PROGRESS[state],
@@ -39,8 +40,8 @@ class Apiyi(Profile):
         if state == "succeeded":
             body["result_url"] = ctx.result_url(task)
         elif state == "failed":
-            code = task.error_code or "InvalidParameter"
-            reason = f"[{code}] {task.error_message or 'The task failed.'}"
+            code = error_code or "InvalidParameter"
+            reason = f"[{code}] {error_message or 'The task failed.'}"
             body["error"] = {"message": reason}
             body["fail_reason"] = reason
         return 200, body

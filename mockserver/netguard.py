@@ -283,6 +283,7 @@ if importlib.util.find_spec("httptools") is not None:
             super().__init__(config, server_state, app_state, _loop)
             if getattr(config, "wanmock_taskless", False):  # one batch per event loop
                 self._batch = BATCHES.setdefault(self.loop, [])
+            self._empty_context = bool(getattr(config, "reset_contextvars", False))  # uvicorn's option
 
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
             cycle.__class__ = CoalescingCycle  # the same object, with the coalescing send
@@ -298,8 +299,7 @@ if importlib.util.find_spec("httptools") is not None:
             """Run a request now, in a context of its own as a task would; if it suspends, a
             task takes it over from there (tracked, as uvicorn tracks its tasks)."""
             coro = cycle.run_asgi(app)
-            fresh = getattr(self.config, "reset_contextvars", False)  # uvicorn's option: an empty context
-            context = contextvars.Context() if fresh else contextvars.copy_context()
+            context = contextvars.Context() if self._empty_context else contextvars.copy_context()
             try:
                 waiting = context.run(coro.send, None)
             except StopIteration:

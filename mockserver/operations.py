@@ -16,7 +16,6 @@ from wanmock.mockserver.pipeline import Pipeline, RequestContext
 from wanmock.mockserver.profiles import Ask
 from wanmock.mockserver.scrub import Scrubber
 from wanmock.mockserver.state import AppState
-from wanmock.mockserver.store import MemoryStore
 from wanmock.mockserver.tasks import Task
 
 PER_KEY_ALWAYS = "always"
@@ -121,8 +120,8 @@ class TaskOperations:
         io = self.state.io
         if rc.prefetched is not None:
             (task,) = rc.prefetched
-        elif io.direct and isinstance(io.store, MemoryStore):  # the task as last built, read only
-            task = io.store.peek(self.name, rc.task_id)
+        elif io.memory is not None:  # the task as last built, read only
+            task = io.memory.peek(self.name, rc.task_id)
         elif io.direct:
             task = io.store.get(self.name, rc.task_id)
         else:

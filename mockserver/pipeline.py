@@ -56,7 +56,7 @@ from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
 from wanmock.mockserver.scrub import Fingerprint, Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
-from wanmock.mockserver.store import JournalEntry, MemoryStore, Parts, flat_entry
+from wanmock.mockserver.store import JournalEntry, Parts, flat_entry
 from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
@@ -406,13 +406,13 @@ class Pipeline:
         test_id = None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET)
         task_id = None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET)
         endpoint, io = rc.endpoint, self.state.io
-        if io.direct and isinstance(io.store, MemoryStore):  # kept as its flat record, no entry built
+        if io.memory is not None:  # kept as its flat record, no entry built
             formatter = self.format_exchange
             record = flat_entry(
                 0, rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings, size,
                 id(formatter), raw,
             )  # fmt: skip
-            io.store.append_flat(record, formatter)
+            io.memory.append_flat(record, formatter)
             return
         entry = JournalEntry(  # numbered by the store as it appends (one round trip)
             0, rc.now, self.name, rc.method, "", "", status, test_id, task_id, endpoint,

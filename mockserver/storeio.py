@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from wanmock.mockserver.store import JournalEntry, TaskStore, outcome
+from wanmock.mockserver.store import JournalEntry, MemoryStore, TaskStore, outcome
 
 log = logging.getLogger("wanmock")
 T = TypeVar("T")
@@ -152,6 +152,8 @@ class StoreIO:
         # a store may say how many threads serve it best (SQLite: its writes take turns anyway)
         threads = threads if threads is not None else int(getattr(store, "threads", THREADS))
         self.direct = not store.shared  # calls may be made directly, on the loop (the memory store)
+        # the memory store itself, for the calls only it has (flat journal records, peeked tasks)
+        self.memory = store if self.direct and isinstance(store, MemoryStore) else None
         self._threads = threads
         self._jobs: queue.SimpleQueue[Job | None] | None = None
         self._lock = threading.Lock()

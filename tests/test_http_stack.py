@@ -221,12 +221,15 @@ def test_a_router_remembers_a_path_and_answers_it_alike() -> None:
     assert isinstance(kept.match("DELETE", poll), WrongMethod)
 
 
-async def connected(app: Any, *, taskless: bool = False) -> tuple[Any, RecordingTransport]:
+async def connected(
+    app: Any, *, taskless: bool = False, reset_contextvars: bool = False
+) -> tuple[Any, RecordingTransport]:
     from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
 
     config = uvicorn.Config(app, http=GuardedHttpToolsProtocol, lifespan="off", log_level="warning")
     config.load()
     config.wanmock_taskless = taskless  # type: ignore[attr-defined]  # as `wanmock serve` sets it
+    config.reset_contextvars = reset_contextvars  # uvicorn's option (an attribute: older uvicorns lack it)
     protocol = GuardedHttpToolsProtocol(config, ServerState(), {})
     transport = RecordingTransport()
     protocol.connection_made(transport)
@@ -464,8 +467,7 @@ async def _test_each_request_runs_in_a_context_of_its_own() -> None:
     # reset_contextvars, an empty one
     seen.set("server")
     for reset, expected in ((False, b"server"), (True, b"unset")):
-        protocol, transport = await connected(app, taskless=True)
-        protocol.config.reset_contextvars = reset
+        protocol, transport = await connected(app, taskless=True, reset_contextvars=reset)
         protocol.data_received(http_request("GET", "/c"))
         await asyncio.sleep(0)
         assert [w for w in transport.writes if not w.startswith(b"HTTP/1.1 ")] == [expected]

@@ -27,6 +27,10 @@ TEST_HEADER = "x-wanmock-test"
 # In a response start message: the whole body follows at once, so the server may write head and
 # body together (wanmock.mockserver.netguard does; any other ASGI server ignores the key).
 ONE_WRITE = "wanmock.one_write"
+# Two more of wanmock's own server's offers, found on the cycle behind ``receive`` and ``send``
+# (netguard.CoalescingCycle); any other server has neither, and the ASGI messages are used:
+TAKE_BODY = "take_body"  # the whole request body, when it has all arrived and is unread
+WRITE_ANSWER = "write_answer"  # a whole answer (head and body) written at once, as one send would
 SECRET_HEADERS = ("authorization", "cookie", "x-api-key")
 JOURNAL_STRING_LIMIT = 256
 JOURNAL_DEPTH_LIMIT = 32
@@ -146,12 +150,24 @@ def base_url(scope: Scope, host: str | None) -> str:
 # -- bodies ---------------------------------------------------------------------------------
 
 
+def server_offer(channel: Receive | Send, name: str) -> Any:
+    """The server's own method ``name`` (TAKE_BODY, WRITE_ANSWER) on the request cycle that
+    ``channel`` (the app's ``receive`` or ``send``) belongs to; None from any other server."""
+    return getattr(getattr(channel, "__self__", None), name, None)
+
+
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The body, refused (payload_too_large) as soon as it is known to exceed ``limit`` bytes."""
     declared = headers.get("content-length")
     digits = (declared or "").lstrip("0")
     if declared and declared.isascii() and declared.isdigit() and (len(digits) > 18 or int(digits or 0) > limit):
         raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
+    take = server_offer(receive, TAKE_BODY)
+    whole: bytes | None = take() if take is not None else None
+    if whole is not None:  # all arrived: taken at once, not message by message
+        if len(whole) > limit:
+            raise ApiError("payload_too_large", f"request body exceeds {limit} bytes")
+        return whole
     chunks, size = [], 0
     while True:
         message: Message = await receive()

@@ -225,7 +225,15 @@ def __getattr__(name: str) -> Any:
 
 PROTOCOLS = {"h11": "wanmock.mockserver.netguard:GuardedH11Protocol"}
 if importlib.util.find_spec("httptools") is not None:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+    from uvicorn.protocols.http.httptools_impl import (
+        HEADER_RE,
+        HEADER_VALUE_RE,
+        STATUS_LINE,
+        HttpToolsProtocol,
+        RequestResponseCycle,
+    )
+
+    UVICORN_DECIDES = (b"connection", b"transfer-encoding")  # headers only uvicorn's send handles
 
     class _HeldWrites:
         """Where a coalescing cycle's writes wait between its head and its first body message."""
@@ -265,6 +273,55 @@ if importlib.util.find_spec("httptools") is not None:
             held: Any = self.transport
             if type(held) is _HeldWrites:  # the first body message: written with the head
                 self.transport = held.flush()
+
+        def take_body(self) -> bytes | None:
+            """``http.TAKE_BODY``: the whole request body when it has all arrived and nothing
+            has read it yet, taken as ``receive()`` takes it, without a message or an await;
+            None in any other case (a body still arriving, reading paused, a 100-continue owed,
+            a disconnect), where the app reads ``receive`` as usual."""
+            if (
+                self.more_body
+                or self.disconnected
+                or self.response_complete
+                or self.waiting_for_100_continue
+                or self.flow.read_paused
+                or not self.message_event.is_set()
+            ):
+                return None
+            body = bytes(self.body)
+            self.body = type(self.body)()  # uvicorn's own type for it (bytes or bytearray)
+            self.message_event.clear()
+            return body
+
+        def write_answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+            """``http.WRITE_ANSWER``: what ``send`` does with a start message whose headers give
+            the content-length and one body message that ends the answer (for HEAD, the body
+            is not written), done in one call and one write. False, with nothing done, where
+            uvicorn's ``send`` has more to decide (an answer already started, writing paused, an
+            access log, a connection header): the app then sends the messages."""
+            if self.response_started or self.disconnected or self.flow.write_paused or self.access_log:
+                return False
+            content = [STATUS_LINE[status]]
+            for name, value in self.default_headers:  # the server's own (date, server)
+                content += (name, b": ", value, b"\r\n")
+            for name, value in headers:
+                if name in UVICORN_DECIDES or HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                    return False
+                content += (name.lower(), b": ", value, b"\r\n")
+            if not self.keep_alive:
+                content.append(b"connection: close\r\n")
+            content.append(b"\r\n")
+            if self.scope["method"] != "HEAD":
+                content.append(body)
+            self.response_started, self.waiting_for_100_continue = True, False
+            self.chunked_encoding, self.expected_content_length = False, 0
+            self.transport.write(b"".join(content))
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+            return True
 
     def _run_batch(batch: list[tuple[RequestResponseCycle, Any, GuardedHttpToolsProtocol]]) -> None:
         """Run the requests started in the last turn of the loop (see the module's notes)."""

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -32,6 +32,7 @@ from wanmock.mockserver.guard import public_base
 from wanmock.mockserver.http import (
     ONE_WRITE,
     TEST_HEADER,
+    WRITE_ANSWER,
     ConnectionDropped,
     DroppedResponse,
     base_url,
@@ -39,6 +40,7 @@ from wanmock.mockserver.http import (
     header_map,
     json_refusal,
     read_body,
+    server_offer,
     url_path,
     url_query,
 )
@@ -62,8 +64,30 @@ from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
 
 log = logging.getLogger("wanmock")
+_T = TypeVar("_T")
 MAX_ORIGINS = 64  # result-link functions kept per pipeline (one per origin a client used)
 JSON_TYPE = (b"content-type", b"application/json")
+
+
+class once(Generic[_T]):  # a decorator, lower-case as functools.cached_property
+    """``functools.cached_property`` without its lock: Python 3.11's takes one at every first
+    read, and a request context is only ever read by the request's own coroutine."""
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute, self.name, self.__doc__ = compute, compute.__name__, compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> once[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> _T: ...
+    def __get__(self, instance: object, owner: type) -> _T | once[_T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
 
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})  # a field's default until a stage sets it
@@ -116,31 +140,31 @@ class RequestContext:
         method: str = self.asgi["method"]
         return method
 
-    @functools.cached_property
+    @once
     def request(self) -> Request:
         return Request(self.asgi, self.receive)
 
-    @functools.cached_property
+    @once
     def query_params(self) -> QueryParams:
         return QueryParams(self.asgi.get("query_string", b""))
 
-    @functools.cached_property
+    @once
     def url_path(self) -> str:
         return url_path(self.asgi)
 
-    @functools.cached_property
+    @once
     def secrets(self) -> tuple[str, ...]:
         """The credential values this request presents (its headers' and its query's)."""
         return tuple(request_secrets(self.request_headers.items(), url_query(self.asgi)))
 
-    @functools.cached_property
+    @once
     def clean_body(self) -> Any:
         """The request body as the journal and a task dump keep it: bounded (limits.py), with
         this request's credentials removed."""
         body = self.body if self.body is not None or not self.raw else text_of(self.raw)
         return bounded(body, clean=Scrubber.cached(self.secrets))
 
-    @functools.cached_property
+    @once
     def body_bytes(self) -> bytes:
         """The answer's JSON body (encoded once, for the journal's size and the response)."""
         return b"" if self.answer is None and self.response is not None else dumps(self.answer)
@@ -442,6 +466,9 @@ class Pipeline:
                 raw.append(JSON_TYPE)
         if rc.warnings:
             raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
+        write = server_offer(send, WRITE_ANSWER)  # wanmock's own server: head and body in one call
+        if write is not None and write(rc.status, raw, body):
+            return
         await send({"type": "http.response.start", "status": rc.status, "headers": raw, ONE_WRITE: True})
         await send({"type": "http.response.body", "body": b"" if rc.method == "HEAD" else body})
 

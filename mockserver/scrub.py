@@ -47,7 +47,8 @@ def _normalise(name: str) -> str:
     return NAME_PUNCTUATION.sub("", unquote(name).lower()).removeprefix("amp;")
 
 
-_norm_cached = functools.lru_cache(maxsize=4096)(_normalise)  # names repeat: headers, body fields
+_INTERN_NAMES = 4096
+_norm_cached = functools.lru_cache(maxsize=_INTERN_NAMES)(_normalise)  # names repeat: headers, body fields
 SHORT_NAME = 64  # longer names are not cached (a cache of huge names would be a memory sink)
 
 
@@ -261,22 +262,42 @@ class Scrubber:
         return self.text(path) + question + self.query(query) if question else self.text(path)
 
 
+_SECRET_HEADER_NAMES: dict[str, bool] = {}  # secret_header() of the names seen (they repeat)
+SHORT_VALUE = 1024  # a credential header's secrets are kept per value up to this length
+
+
+def _header_secrets(value: str) -> tuple[str, ...]:
+    """The secrets in a credential header's value: the whole value, the token after a scheme
+    word, and a Basic token's user and password."""
+    found = [value.strip()]
+    scheme, _, token = value.strip().partition(" ")
+    if token:
+        found.append(token.strip())
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(token.strip() + "==").decode().partition(":")
+                found += [user, password]
+            except (ValueError, UnicodeDecodeError):
+                pass
+    return tuple(found)
+
+
+_header_secrets_cached = functools.lru_cache(maxsize=1024)(_header_secrets)  # a client's key comes back
+
+
 def request_secrets(headers: Iterable[tuple[str, str]], query: str = "") -> list[str]:
     """The credential values a request presents: in credential headers (the token after a
     scheme word as well as the whole value) and in credential query parameters."""
     found: list[str] = []
+    known = _SECRET_HEADER_NAMES
     for name, value in headers:
-        if secret_header(name) and value:
-            found.append(value.strip())
-            scheme, _, token = value.strip().partition(" ")
-            if token:
-                found.append(token.strip())
-                if scheme.lower() == "basic":
-                    try:
-                        user, _, password = base64.b64decode(token.strip() + "==").decode().partition(":")
-                        found += [user, password]
-                    except (ValueError, UnicodeDecodeError):
-                        pass
+        secret = known.get(name)
+        if secret is None:
+            secret = secret_header(name)
+            if len(known) < _INTERN_NAMES and len(name) <= SHORT_NAME:
+                known[name] = secret
+        if secret and value:
+            found += _header_secrets_cached(value) if len(value) <= SHORT_VALUE else _header_secrets(value)
     for piece in query.split("&") if query else ():
         name, equals, value = piece.partition("=")
         if equals and secret_param(name) and value:

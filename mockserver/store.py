@@ -355,7 +355,7 @@ class MemoryStore:
         self._task_limit = task_limit
         self._grace = evict_grace
         self._evictions: list[tuple[float, str]] = []  # a heap of (evict_at, key)
-        self._names: dict[str, str] = {}
+        self._names: dict[str | None, str | None] = {}
         self._peeked: dict[str, tuple[tuple[Any, ...], Task]] = {}  # key -> (its record, built)
         self._seq = 0
         self._lock = threading.Lock()
@@ -378,13 +378,11 @@ class MemoryStore:
 
     # -- the compact form -----------------------------------------------------------------
 
-    def _name(self, text: str | None) -> str | None:
-        if text is None or len(self._names) >= _INTERN_LIMIT:
-            return self._names.get(text, text) if text is not None else None
-        return self._names.setdefault(text, text)
-
     def _pack(self, task: Task) -> tuple[Any, ...]:
-        p, name = task.params, self._name
+        # short strings shared between tasks: each kept once (up to the limit, then only looked up)
+        names: dict[str | None, str | None] = self._names
+        name = names.setdefault if len(names) < _INTERN_LIMIT else names.get
+        p = task.params
         # the request: its record as JSON text, or (memory store) the raw body with the request's
         # credentials NUL-joined — flat values, so the collector untracks the record at once
         request: Any = _json_text(task.request) if task.request else task.request_text
@@ -393,23 +391,23 @@ class MemoryStore:
             request, secrets = task.request_raw
             keys = join_flat(secrets)
         return (
-            name(task.kind),
-            name(task.model_id),
-            name(p.resolution),
-            name(p.ratio),
+            name(task.kind, task.kind),
+            name(task.model_id, task.model_id),
+            name(p.resolution, p.resolution),
+            name(p.ratio, p.ratio),
             p.duration,
             p.audio,
             p.prompt,
             task.created_at,
             task.started_at,
             task.finished_at,
-            name(task.final_state),
+            name(task.final_state, task.final_state),
             task.error_code,
             task.error_message,
             task.expired_at,
             task.retention_seconds,
-            name(task.test_id),
-            name(task.owner),
+            name(task.test_id, task.test_id),
+            name(task.owner, task.owner),
             request,
             task.seq,
             keys,

@@ -222,11 +222,13 @@ def test_a_router_remembers_a_path_and_answers_it_alike() -> None:
 
 
 async def connected(
-    app: Any, *, taskless: bool = False, reset_contextvars: bool = False
+    app: Any, *, taskless: bool = False, reset_contextvars: bool = False, access_log: bool = True
 ) -> tuple[Any, RecordingTransport]:
     from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
 
-    config = uvicorn.Config(app, http=GuardedHttpToolsProtocol, lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        app, http=GuardedHttpToolsProtocol, lifespan="off", log_level="warning", access_log=access_log
+    )
     config.load()
     config.wanmock_taskless = taskless  # type: ignore[attr-defined]  # as `wanmock serve` sets it
     config.reset_contextvars = reset_contextvars  # uvicorn's option (an attribute: older uvicorns lack it)
@@ -581,3 +583,165 @@ def test_a_request_taken_over_by_a_task_is_closed_with_it() -> None:
         assert closed == ["request"]
     finally:
         loop.close()
+
+
+# -- the server's own offers: a whole body taken, a whole answer written (http.server_offer) --
+
+
+def offered_app(written: list[bool], *, headers: list[tuple[bytes, bytes]], direct: bool) -> Any:
+    """An app that answers b"abcd" with ``headers``, through the cycle's ``write_answer`` when
+    ``direct`` (recording what it returned), else as the two ASGI messages."""
+    from wanmock.mockserver.http import WRITE_ANSWER, server_offer
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if direct:
+            write = server_offer(send, WRITE_ANSWER)
+            written.append(write(200, headers, b"abcd"))
+            if written[-1]:
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"abcd"})
+
+    return app
+
+
+def test_a_whole_answer_is_written_as_uvicorns_send_writes_it() -> None:
+    asyncio.run(_test_a_whole_answer_is_written_as_uvicorns_send_writes_it())
+
+
+async def _test_a_whole_answer_is_written_as_uvicorns_send_writes_it() -> None:
+    headers = [(b"content-length", b"4"), (b"Content-Type", b"application/json")]
+    cases = {
+        "plain": http_request("GET", "/x"),
+        "head": http_request("HEAD", "/x"),
+        "closing": http_request("GET", "/x", Connection="close"),
+    }
+    for label, request in cases.items():
+        outputs, closed = [], []
+        for direct in (True, False):
+            written: list[bool] = []
+            app = offered_app(written, headers=headers, direct=direct)
+            protocol, transport = await connected(app, access_log=False)  # as `wanmock serve` runs
+            protocol.server_state.default_headers = [(b"server", b"uvicorn"), (b"date", b"Tue, 01 Dec 2026")]
+            protocol.data_received(request)
+            await answered(transport, 1)
+            assert written == ([True] if direct else []), label
+            assert protocol.cycle.response_complete
+            assert protocol.server_state.total_requests == 1
+            outputs.append(b"".join(transport.writes))
+            closed.append(transport.closed)
+            if direct:
+                assert len(transport.writes) == 1, label
+            protocol.connection_lost(None)
+        assert outputs[0] == outputs[1], label
+        assert closed[0] == closed[1] == (label == "closing"), label
+        assert outputs[0].endswith(b"\r\n\r\n" if label == "head" else b"\r\n\r\nabcd"), label
+        assert (b"connection: close\r\n" in outputs[0]) == (label == "closing"), label
+
+
+def test_an_answer_the_cycle_cannot_write_whole_is_left_to_send() -> None:
+    asyncio.run(_test_an_answer_the_cycle_cannot_write_whole_is_left_to_send())
+
+
+async def _test_an_answer_the_cycle_cannot_write_whole_is_left_to_send() -> None:
+    """Where uvicorn's send has more to decide, write_answer does nothing and says so: the
+    app's messages then give what they give without it (here compared with an app that only
+    sends its messages), a 500 or a closed connection for a header uvicorn refuses included."""
+    for headers, access_log in (
+        ([(b"content-length", b"4"), (b"connection", b"close")], False),  # uvicorn's send decides on these
+        ([(b"content-length", b"4"), (b"transfer-encoding", b"chunked")], False),
+        ([(b"content-length", b"4"), (b"x-bad", b"a\r\nb")], False),  # uvicorn's send refuses it
+        ([(b"content-length", b"4"), (b"x-good", b"ok")], True),  # the access log is uvicorn's send's
+    ):
+        results = []
+        for direct in (True, False):
+            written: list[bool] = []
+            protocol, transport = await connected(
+                offered_app(written, headers=headers, direct=direct), access_log=access_log
+            )
+            protocol.data_received(http_request("GET", "/x"))
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert written == ([False] if direct else []), headers
+            results.append((transport.writes, transport.closed, protocol.cycle.response_complete))
+            protocol.connection_lost(None)
+        assert results[0] == results[1], headers
+
+
+def test_a_whole_body_is_taken_once_and_a_late_one_is_read_from_receive() -> None:
+    asyncio.run(_test_a_whole_body_is_taken_once_and_a_late_one_is_read_from_receive())
+
+
+async def _test_a_whole_body_is_taken_once_and_a_late_one_is_read_from_receive() -> None:
+    from wanmock.mockserver.http import TAKE_BODY, server_offer
+
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        take = server_offer(receive, TAKE_BODY)
+        seen.append(take())
+        if seen[-1] is None:  # still arriving: read as usual
+            seen.append((await receive())["body"])
+        else:
+            seen.append(take())  # taken already: nothing more to take
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    protocol, transport = await connected(app)
+    protocol.data_received(http_request("POST", "/x", b"abcd"))
+    await answered(transport, 2)
+    assert seen == [b"abcd", None]
+    protocol.connection_lost(None)
+
+    seen.clear()
+    protocol, transport = await connected(app)
+    whole = http_request("POST", "/x", b"abcd")
+    protocol.data_received(whole[:-2])  # the last two bytes come later
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.data_received(whole[-2:])
+    await answered(transport, 2)
+    assert seen[0] is None
+    assert seen[1] in (b"ab", b"abcd")  # receive gives what had arrived
+    protocol.connection_lost(None)
+    assert server_offer(lambda: None, TAKE_BODY) is None  # another server's receive offers nothing
+
+
+def test_a_provider_request_is_read_and_answered_without_asgi_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_test_a_provider_request_is_read_and_answered_without_asgi_messages(monkeypatch))
+
+
+async def _test_a_provider_request_is_read_and_answered_without_asgi_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wanmock.mockserver.netguard import CoalescingCycle
+
+    messages: list[str] = []
+    receive, send = CoalescingCycle.receive, CoalescingCycle.send
+
+    async def counted_receive(self: Any) -> Any:
+        messages.append("receive")
+        return await receive(self)
+
+    async def counted_send(self: Any, message: Any) -> None:
+        messages.append("send")
+        await send(self, message)
+
+    monkeypatch.setattr(CoalescingCycle, "receive", counted_receive)
+    monkeypatch.setattr(CoalescingCycle, "send", counted_send)
+    app = create_app(ServerConfig(providers=("modellix",), seed=1))
+    protocol, transport = await connected(app, taskless=True, access_log=False)
+    protocol.data_received(submit_request())
+    await answered(transport, 1)
+    head, answer = head_and_body(transport.writes[0])
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert json.loads(answer)["data"]["status"] == "pending"
+    assert messages == []
+    # a body still arriving is read from receive, and the answer is the same
+    protocol.data_received(submit_request()[:-3])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.data_received(submit_request()[-3:])
+    await answered(transport, 2)
+    assert "receive" in messages
+    assert "send" not in messages
+    assert json.loads(head_and_body(transport.writes[1])[1])["data"]["status"] == "pending"
+    protocol.connection_lost(None)

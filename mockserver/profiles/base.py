@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from wanmock.mockserver.config import ServerConfig
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.tasks import EXPIRED, Task, VideoParams
-from wanmock.schemas import Issue, Model, catalog, resolve_pointer
+from wanmock.schemas import CompiledSchema, Issue, Model, catalog, resolve_pointer
 from wanmock.schemas.catalog import pointer_tokens
 
 
@@ -93,6 +93,7 @@ class Profile:
         self.errors_doc = self.provider.documents["error.json"]
         self._per_model: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
         self._defaults: dict[tuple[str, str], Any] = {}
+        self._schemas: dict[str, CompiledSchema] = {}  # the submit schema of each model (its variant)
 
     # -- catalog facts --------------------------------------------------------------------
 
@@ -153,6 +154,12 @@ class Profile:
         """Refuse what the provider refuses; return a warning for each thing it accepts although
         its pages do not document it (or refuse those too with ``refuse_undocumented``)."""
         variant, deferred = self.model_facts(model)
+        schema = self._schemas.get(model.schema_file)
+        if schema is None:
+            schema = self.catalog.load(self.name, "submit", model.kind, None, variant)
+            self._schemas[model.schema_file] = schema
+        if schema.is_valid(body):  # the usual case: nothing refused, nothing to tell
+            return []
         verdict = self.catalog.check(self.name, "submit", body, kind=model.kind, variant=variant)
         issues = verdict.all_issues if self.options.refuse_undocumented else verdict.errors
         later = [i for i in issues if deferred and (i.path, i.keyword) == (deferred["at"], deferred["keyword"])]

@@ -128,10 +128,12 @@ class Drift:
     def __init__(self) -> None:
         self._rules: list[DriftRule] = []
         self._lock = threading.Lock()
+        self.active = False  # any rule set: read on every answer, so a plain attribute
 
     def add(self, rule: DriftRule) -> DriftRule:
         with self._lock:
             self._rules.append(rule)
+            self.active = True
         return rule
 
     def rules(self) -> list[DriftRule]:
@@ -141,6 +143,7 @@ class Drift:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self.active = False
 
     def apply(self, provider: Provider, endpoint: str | None, status: int, body: Any) -> tuple[int, Any]:
         """The answer after every active rule for ``provider`` has changed it."""

@@ -25,7 +25,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from wanmock.mockserver.bodies import decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
+from wanmock.mockserver.bodies import NUL, decoded_or_raw, dumps, join_flat, journal_form, loads, split_flat, text_of
 from wanmock.mockserver.errors import ApiError
 from wanmock.mockserver.faults import fault_error
 from wanmock.mockserver.guard import public_base
@@ -58,7 +58,7 @@ from wanmock.mockserver.profiles import Context
 from wanmock.mockserver.routing import Match, WrongMethod
 from wanmock.mockserver.scrub import Fingerprint, Scrubber, request_secrets
 from wanmock.mockserver.state import AppState
-from wanmock.mockserver.store import JournalEntry, Parts, flat_entry
+from wanmock.mockserver.store import JournalEntry, Parts
 from wanmock.mockserver.storeio import StoreUnavailable
 from wanmock.mockserver.tasks import Task
 from wanmock.mockserver.undocumented import WARNING_HEADER, header_text
@@ -284,7 +284,8 @@ class Pipeline:
         except Exception:  # a bug must still answer in the provider's shape, never a bare 500
             log.exception("wanmock: internal error answering %s %s", rc.method, rc.url_path)
             rc.reply(*self.profile.error_answer(ApiError("server_error", "wanmock internal error"), rc.ctx))
-        self.drift(rc)
+        if state.drift.active:
+            self.drift(rc)
         await self.journal(rc)
         await self.respond(rc, send)
 
@@ -292,7 +293,12 @@ class Pipeline:
 
     def route(self, rc: RequestContext) -> None:
         given = rc.request_headers.get("content-length")  # the first, as declared_length reads it
-        declared = None if given is None else length_of(given.encode("latin-1"))
+        if given is None:
+            declared = None
+        elif len(given) < 10 and given.isdigit() and given.isascii():  # the usual case: plain digits
+            declared = int(given)
+        else:
+            declared = length_of(given.encode("latin-1"))
         limit = self.profile.config.max_body_bytes  # refused before a byte is read (2^63 too)
         if declared is not None and declared > limit:
             raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
@@ -405,12 +411,15 @@ class Pipeline:
         if not self.journaled:
             return
         # the headers, names and values in turn, as one NUL-joined string (a flat record)
-        pairs = tuple(chain.from_iterable(rc.request_headers.items()))
-        headers_size = sum(map(len, pairs)) + 3 * len(pairs)  # + 6 per header
+        request_headers = rc.request_headers
+        joined: str | tuple[str, ...] = NUL.join(chain.from_iterable(request_headers.items()))
+        strings = 2 * len(request_headers)
+        headers_size = len(joined) + 2 * strings + 1 if strings else 0  # their lengths, + 6 per header
         if headers_size > JOURNAL_HEADER_BYTES:  # many or long headers: only the bounded few are kept
-            pairs = tuple(chain.from_iterable(bounded_headers(rc.request_headers.items())))
+            joined = join_flat(tuple(chain.from_iterable(bounded_headers(request_headers.items()))))
             headers_size = JOURNAL_HEADER_BYTES
-        joined = join_flat(pairs)
+        elif strings and joined.count(NUL) != strings - 1:  # a NUL in one of them: kept as a tuple
+            joined = join_flat(tuple(chain.from_iterable(request_headers.items())))
         body: bytes = rc.raw
         body_bounded = len(body) > JOURNAL_BODY_BYTES
         if body_bounded:  # a large body is bounded (and scrubbed) now: an entry never holds more of it
@@ -427,16 +436,17 @@ class Pipeline:
         raw = (path, query, target_done, body, body_bounded, response, joined, known)
         size = ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query)
         status = 0 if dropped else rc.status
-        test_id = None if rc.test_id is None else cut(rc.test_id, JOURNAL_TARGET)
-        task_id = None if rc.task_id is None else cut(rc.task_id, JOURNAL_TARGET)
+        test_id, task_id = rc.test_id, rc.task_id
+        if test_id is not None and len(test_id) > JOURNAL_TARGET:
+            test_id = cut(test_id, JOURNAL_TARGET)
+        if task_id is not None and len(task_id) > JOURNAL_TARGET:
+            task_id = cut(task_id, JOURNAL_TARGET)
         endpoint, io = rc.endpoint, self.state.io
         if io.memory is not None:  # kept as its flat record, no entry built
-            formatter = self.format_exchange
-            record = flat_entry(
-                0, rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings, size,
-                id(formatter), raw,
+            io.memory.append_flat(
+                rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings, size,
+                self.format_exchange, raw,
             )  # fmt: skip
-            io.memory.append_flat(record, formatter)
             return
         entry = JournalEntry(  # numbered by the store as it appends (one round trip)
             0, rc.now, self.name, rc.method, "", "", status, test_id, task_id, endpoint,

@@ -565,13 +565,31 @@ class MemoryStore:
             record = entry.flat(self._formatters)
             self._keep(entry if record is None else record, size)
 
-    def append_flat(self, record: tuple[Any, ...], formatter: Callable[[tuple[Any, ...]], Parts]) -> None:
-        """The server's path: a deferred entry kept straight as its flat record (``flat_entry``,
-        with sequence number 0: numbered here), without an entry object built per request."""
+    def append_flat(
+        self,
+        at: float,
+        provider: str | None,
+        method: str,
+        status: int,
+        test_id: str | None,
+        task_id: str | None,
+        endpoint: str | None,
+        warnings: Sequence[str],
+        size: int,
+        formatter: Callable[[tuple[Any, ...]], Parts],
+        raw: tuple[Any, ...],
+    ) -> None:
+        """The server's path: a deferred entry (``flat_entry``'s fields, numbered here) kept
+        straight as its flat record, without an entry object built per request."""
         with self._lock:
-            self._formatters.setdefault(id(formatter), formatter)
+            formatter_id = id(formatter)
+            if formatter_id not in self._formatters:
+                self._formatters[formatter_id] = formatter
             self._seq += 1
-            self._keep((self._seq, *record[1:]), record[FLAT_SIZE])
+            record = flat_entry(
+                self._seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, formatter_id, raw
+            )
+            self._keep(record, size)
 
     def _keep(self, record: JournalEntry | tuple[Any, ...], size: int) -> None:
         """Keep a journal record within the journal's bounds (the caller holds the lock)."""

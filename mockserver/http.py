@@ -156,17 +156,24 @@ def server_offer(channel: Receive | Send, name: str) -> Any:
     return getattr(getattr(channel, "__self__", None), name, None)
 
 
+def take_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body at once, when the server offers it (TAKE_BODY: all arrived, unread);
+    None where it must be read from ``receive``. Refused as :func:`read_body` refuses it."""
+    take = server_offer(receive, TAKE_BODY)
+    whole: bytes | None = None if take is None else take()
+    if whole is not None and len(whole) > limit:
+        raise ApiError("payload_too_large", f"request body exceeds {limit} bytes")
+    return whole
+
+
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The body, refused (payload_too_large) as soon as it is known to exceed ``limit`` bytes."""
     declared = headers.get("content-length")
     digits = (declared or "").lstrip("0")
     if declared and declared.isascii() and declared.isdigit() and (len(digits) > 18 or int(digits or 0) > limit):
         raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
-    take = server_offer(receive, TAKE_BODY)
-    whole: bytes | None = take() if take is not None else None
+    whole = take_body(receive, limit)
     if whole is not None:  # all arrived: taken at once, not message by message
-        if len(whole) > limit:
-            raise ApiError("payload_too_large", f"request body exceeds {limit} bytes")
         return whole
     chunks, size = [], 0
     while True:

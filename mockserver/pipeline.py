@@ -41,6 +41,7 @@ from wanmock.mockserver.http import (
     json_refusal,
     read_body,
     server_offer,
+    take_body,
     url_path,
     url_query,
 )
@@ -269,9 +270,13 @@ class Pipeline:
             try:
                 self.route(rc)
                 self.authenticate(rc)
-                await self.read_body(rc)
+                if rc.method == "POST" and not self.take_body(rc):
+                    await self.read_body(rc)
                 self.name_task(rc)
-                await self.faults(rc)
+                if not state.io.direct or state.faults.rules():  # else no rule to apply: none set
+                    await self.faults(rc)
+                else:
+                    rc.rules_set = False
                 await self.operation.run(rc)
             except StoreUnavailable as exc:  # answered in the provider's envelope, as its outages are
                 raise ApiError("unavailable", "the service is temporarily unavailable; try again later") from exc
@@ -286,8 +291,11 @@ class Pipeline:
             rc.reply(*self.profile.error_answer(ApiError("server_error", "wanmock internal error"), rc.ctx))
         if state.drift.active:
             self.drift(rc)
-        await self.journal(rc)
-        await self.respond(rc, send)
+        entry = self.record(rc)
+        if entry is not None:
+            await self.keep(entry)
+        if not self.write_answer(rc, send):
+            await self.respond(rc, send)
 
     # -- the stages, in order -------------------------------------------------------------
 
@@ -317,15 +325,27 @@ class Pipeline:
             raise ApiError("unauthorized", "missing Authorization header" if token is None else "invalid API key")
         rc.owner = self.state.owner_of(token)
 
+    def take_body(self, rc: RequestContext) -> bool:
+        """Take a POST body that has all arrived from the server at once (wanmock's own:
+        ``http.TAKE_BODY``) and decode it; False where it must be read (``read_body``)."""
+        raw = take_body(rc.receive, self.profile.config.max_body_bytes)
+        if raw is None:
+            return False
+        self.decode_body(rc, raw)
+        return True
+
     async def read_body(self, rc: RequestContext) -> None:
         """Read a POST body (size capped) and decode it, once: a body that is not JSON is kept
         with the reason, for the operations that need JSON to refuse it."""
         if rc.method != "POST":
             return
-        rc.raw = await read_body(rc.receive, rc.request_headers, self.profile.config.max_body_bytes)
-        if rc.raw:
+        self.decode_body(rc, await read_body(rc.receive, rc.request_headers, self.profile.config.max_body_bytes))
+
+    def decode_body(self, rc: RequestContext, raw: bytes) -> None:
+        rc.raw = raw
+        if raw:
             try:
-                rc.body = loads(rc.raw)
+                rc.body = loads(raw)
             except (ValueError, RecursionError) as exc:
                 rc.body_error = json_refusal(exc)
 
@@ -403,13 +423,25 @@ class Pipeline:
 
     async def journal(self, rc: RequestContext, *, dropped: bool = False) -> None:
         """Record the exchange; a store failure here never changes the answer (a submit whose
-        task was written is a success even if its journal entry is lost; the failure is logged).
+        task was written is a success even if its journal entry is lost; the failure is logged)."""
+        entry = self.record(rc, dropped=dropped)
+        if entry is not None:
+            await self.keep(entry)
+
+    async def keep(self, entry: JournalEntry) -> None:
+        """Append an entry ``record`` made to a shared store (a failure is logged, not raised)."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.state.io.append(entry)
+
+    def record(self, rc: RequestContext, *, dropped: bool = False) -> JournalEntry | None:
+        """Record the exchange in a store on this thread (the memory store: as its flat record),
+        or return the entry for ``keep`` to send to a shared store.
 
         The entry's target, bodies and headers are scrubbed and bounded when first read
         (:func:`format_exchange`), not here: the entry keeps the raw body (a large one bounded
         now), the answer's bytes as sent and the headers, as flat values."""
         if not self.journaled:
-            return
+            return None
         # the headers, names and values in turn, as one NUL-joined string (a flat record)
         request_headers = rc.request_headers
         joined: str | tuple[str, ...] = NUL.join(chain.from_iterable(request_headers.items()))
@@ -447,16 +479,21 @@ class Pipeline:
                 rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings, size,
                 self.format_exchange, raw,
             )  # fmt: skip
-            return
+            return None
         entry = JournalEntry(  # numbered by the store as it appends (one round trip)
             0, rc.now, self.name, rc.method, "", "", status, test_id, task_id, endpoint,
             warnings=tuple(rc.warnings), formatter=self.format_exchange, raw=raw, size_hint=size,
         )  # fmt: skip
         if io.direct:
             io.store.append(entry)
-            return
-        with contextlib.suppress(StoreUnavailable):
-            await io.append(entry)
+            return None
+        return entry
+
+    def write_answer(self, rc: RequestContext, send: Send) -> bool:
+        """Write a JSON answer at once through the server (wanmock's own: ``http.WRITE_ANSWER``);
+        False where ``respond`` must send it as ASGI messages."""
+        write = server_offer(send, WRITE_ANSWER)
+        return write is not None and rc.response is None and write(rc.status, self.answer_headers(rc), rc.body_bytes)
 
     async def respond(self, rc: RequestContext, send: Send) -> None:
         """Send the answer: a ready response as it is; else JSON, headed as Starlette's
@@ -464,6 +501,12 @@ class Pipeline:
         if rc.response is not None:
             await rc.response(rc.asgi, rc.receive, send)
             return
+        raw = self.answer_headers(rc)
+        await send({"type": "http.response.start", "status": rc.status, "headers": raw, ONE_WRITE: True})
+        await send({"type": "http.response.body", "body": b"" if rc.method == "HEAD" else rc.body_bytes})
+
+    def answer_headers(self, rc: RequestContext) -> list[tuple[bytes, bytes]]:
+        """A JSON answer's headers, as Starlette's JSONResponse heads it."""
         body = rc.body_bytes  # HEAD: its length is told, the body itself not sent
         if not rc.headers and rc.status >= 200 and rc.status not in (204, 304):  # most answers
             raw = [(b"content-length", b"%d" % len(body)), JSON_TYPE]
@@ -476,11 +519,7 @@ class Pipeline:
                 raw.append(JSON_TYPE)
         if rc.warnings:
             raw += [(WARNING_HEADER.lower().encode("latin-1"), header_text(w).encode("latin-1")) for w in rc.warnings]
-        write = server_offer(send, WRITE_ANSWER)  # wanmock's own server: head and body in one call
-        if write is not None and write(rc.status, raw, body):
-            return
-        await send({"type": "http.response.start", "status": rc.status, "headers": raw, ONE_WRITE: True})
-        await send({"type": "http.response.body", "body": b"" if rc.method == "HEAD" else body})
+        return raw
 
     # -- shared by the operations ---------------------------------------------------------
 

@@ -219,6 +219,7 @@ def target(provider: str, store: str, workers: int, python: str | None = None) -
 
 def bytes_per_task(provider: str, count: int) -> float:
     """tracemalloc over ``count`` tasks added to a MemoryStore, each built as a submit builds it."""
+    from wanmock.mockserver.bodies import join_flat
     from wanmock.mockserver.config import ServerConfig
     from wanmock.mockserver.http import fingerprint
     from wanmock.mockserver.profiles import profile_for
@@ -241,7 +242,7 @@ def bytes_per_task(provider: str, count: int) -> float:
         before, _ = tracemalloc.get_traced_memory()
         for n in range(count):
             body = bytes(bytearray(raw))  # every submit keeps its own body, raw, with its own credentials
-            secrets = (f"Bearer {key}", f"{key}")
+            secrets = join_flat((f"Bearer {key}", f"{key}"))
             now = 1_790_000_000.0 + n / 1000
             store.add(
                 Task(

@@ -88,7 +88,7 @@ def decoded_or_raw(raw: bytes) -> Any:
     return raw if decoded is None else decoded
 
 
-def request_record(raw: bytes, secrets: tuple[str, ...]) -> Any:
+def request_record(raw: bytes, secrets: str | tuple[str, ...]) -> Any:
     """A request body as a task's record keeps it: decoded, bounded, and without the
-    credentials its request presented (in any form)."""
-    return journal_form(decoded_or_raw(raw), Scrubber.cached(secrets))
+    credentials its request presented (in any form; NUL-joined, as :func:`join_flat` keeps them)."""
+    return journal_form(decoded_or_raw(raw), Scrubber.cached(split_flat(secrets)))

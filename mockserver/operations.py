@@ -98,7 +98,7 @@ class TaskOperations:
             # the memory store keeps a small body raw, made into the record when read; others
             # write the record (bounded, scrubbed) now: no credential is ever written anywhere
             request={} if small else rc.clean_body,
-            request_raw=(rc.raw, rc.secrets) if small else None,
+            request_raw=(rc.raw, rc.joined_secrets) if small else None,
             seq=0,  # numbered by the store as it adds the task (one round trip)
         )
         if rc.rules_set:

@@ -159,6 +159,11 @@ class RequestContext:
         return tuple(request_secrets(self.request_headers.items(), url_query(self.asgi)))
 
     @once
+    def joined_secrets(self) -> str | tuple[str, ...]:
+        """The same, as one flat value (``join_flat``): what a task's and a journal's records keep."""
+        return join_flat(self.secrets)
+
+    @once
     def clean_body(self) -> Any:
         """The request body as the journal and a task dump keep it: bounded (limits.py), with
         this request's credentials removed."""
@@ -462,8 +467,8 @@ class Pipeline:
             early = Scrubber.cached(rc.secrets, self.state.fingerprint)
             path, query = cut(early.text(path), JOURNAL_TARGET), cut(early.query(query), JOURNAL_TARGET)
         response = b"" if dropped or rc.response is not None else rc.body_bytes
-        secrets = rc.__dict__.get("secrets")  # when the body or the target needed them already
-        known = None if secrets is None else join_flat(secrets)
+        # the credentials, when the body or the target needed them already
+        known = rc.joined_secrets if "secrets" in rc.__dict__ else None
         # flat atoms: the collector untracks the record's tuple at its first collection
         raw = (path, query, target_done, body, body_bounded, response, joined, known)
         size = ENTRY_OVERHEAD + len(body) + len(response) + headers_size + len(path) + len(query)

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import orjson
-from wanmock.mockserver.bodies import join_flat, split_flat
 from wanmock.mockserver.faults import FaultRules, FaultRuleSet
 from wanmock.mockserver.limits import DEFAULT_JOURNAL_BYTES, entry_size
 from wanmock.mockserver.tasks import Task, VideoParams
@@ -388,8 +387,7 @@ class MemoryStore:
         request: Any = _json_text(task.request) if task.request else task.request_text
         keys: Any = ""
         if not request and task.request_raw is not None:
-            request, secrets = task.request_raw
-            keys = join_flat(secrets)
+            request, keys = task.request_raw
         return (
             name(task.kind, task.kind),
             name(task.model_id, task.model_id),
@@ -433,7 +431,7 @@ class MemoryStore:
             test_id=r[_TEST],
             owner=r[_OWNER],
             request_text=r[_REQUEST] if isinstance(r[_REQUEST], str) else "",
-            request_raw=(r[_REQUEST], split_flat(r[_KEYS])) if isinstance(r[_REQUEST], bytes) else None,
+            request_raw=(r[_REQUEST], r[_KEYS]) if isinstance(r[_REQUEST], bytes) else None,
             seq=r[_SEQ],
         )
 
@@ -487,10 +485,13 @@ class MemoryStore:
             if not task.seq:
                 self._seq += 1
                 task.seq = self._seq
-            self._sweep(task.created_at)  # a task is created at the clock's now
+            evictions, tasks = self._evictions, self._tasks
+            if evictions and evictions[0][0] <= task.created_at:  # a task is created at the clock's now
+                self._sweep(task.created_at)
             key = f"{task.provider}/{task.id}"
-            if key not in self._tasks:
-                self._make_room()
+            if key not in tasks:
+                if len(tasks) >= self._task_limit or len(self._order) > 2 * len(tasks) + 1024:
+                    self._make_room()
                 self._order.append(key)
             self._put(key, self._pack(task))
         return task

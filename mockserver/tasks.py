@@ -60,9 +60,10 @@ class Task:
     # The request as JSON text, when a store read the task back (decoded only when asked for:
     # a poll never needs it). Set, it stands for ``request``.
     request_text: str = ""
-    # Or the raw request body and the credentials its request presented, kept by the memory
-    # store (never written anywhere) and made into the record only when asked for.
-    request_raw: tuple[bytes, tuple[str, ...]] | None = None
+    # Or the raw request body and the credentials its request presented (NUL-joined, as
+    # bodies.join_flat keeps strings), kept by the memory store (never written anywhere) and
+    # made into the record only when asked for.
+    request_raw: tuple[bytes, str | tuple[str, ...]] | None = None
 
     def __eq__(self, other: object) -> bool:  # the request compared as read, however it is held
         return isinstance(other, Task) and self.to_dict() == other.to_dict()

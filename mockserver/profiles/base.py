@@ -93,6 +93,7 @@ class Profile:
         self.errors_doc = self.provider.documents["error.json"]
         self._per_model: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
         self._defaults: dict[tuple[str, str], Any] = {}
+        self._fields: dict[tuple[str, str], tuple[tuple[str, ...], Any]] = {}  # (file, pointer) -> its plan
         self._schemas: dict[str, CompiledSchema] = {}  # the submit schema of each model (its variant)
 
     # -- catalog facts --------------------------------------------------------------------
@@ -124,10 +125,19 @@ class Profile:
 
     def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
         """The request's value at ``pointer``, or the schema's default for it."""
-        tokens = pointer_tokens(pointer)
-        if len(tokens) == 1 and type(body) is dict:  # a top-level field: absent is no exception
-            found = body.get(tokens[0], _ABSENT)
-            return self.default(model, pointer) if found is _ABSENT else found
+        plan = self._fields.get((model.schema_file, pointer))
+        if plan is None:  # the pointer's tokens and default, once per model and field
+            plan = self._fields[(model.schema_file, pointer)] = (pointer_tokens(pointer), self.default(model, pointer))
+        tokens, default = plan
+        node: Any = body
+        for token in tokens:  # through plain objects (the usual case): absent is no exception
+            if type(node) is not dict:
+                break
+            node = node.get(token, _ABSENT)
+            if node is _ABSENT:
+                return default
+        else:
+            return node
         try:
             return resolve_pointer(body, pointer)
         except (KeyError, IndexError, ValueError):

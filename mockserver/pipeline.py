@@ -117,6 +117,7 @@ class RequestContext:
     response: Response | None = None  # a ready response (a recorded answer, a dropped connection)
     warnings: Sequence[str] = ()  # accepted-but-undocumented input, told back
     prefetched: tuple[Task | None] | None = None  # a poll's task, read with the fault rules
+    endpoint: str | None = None  # the matched endpoint's name (set with ``match``)
 
     def __init__(
         self,
@@ -130,16 +131,8 @@ class RequestContext:
     ) -> None:
         self.asgi, self.receive, self.request_headers = asgi, receive, request_headers
         self.prefix, self.path, self.now, self.test_id = prefix, path, now, test_id
+        self.method: str = asgi["method"]
         self.ctx: Context  # what the provider's profile needs to answer (set by Pipeline.begin)
-
-    @property
-    def endpoint(self) -> str | None:
-        return self.match.endpoint.name if self.match is not None else None
-
-    @property
-    def method(self) -> str:
-        method: str = self.asgi["method"]
-        return method
 
     @once
     def request(self) -> Request:
@@ -231,23 +224,38 @@ class Pipeline:
         self.format_exchange = functools.partial(format_exchange, state.fingerprint)
         self._result_urls: dict[str, Callable[[Task], str]] = {}
         self._bases: dict[tuple[str | None, str], str] = {}  # (Host, request origin) -> result-link origin
+        self._origins: dict[tuple[Any, ...], tuple[str, Callable[[Task], str]]] = {}  # begin's, by scope
 
     def begin(
         self, scope: Scope, receive: Receive, prefix: str, path: str, now: float, full_path: str | None = None
     ) -> RequestContext:
         headers = header_map(scope["headers"])
         host = headers.get("host")
-        fallback = base_url(scope, host)
-        base = self._bases.get((host, fallback))
-        if base is None:  # result URLs: --public-url or a served origin, never a foreign Host
-            config = self.state.config
-            base = public_base(config.origins, config.public_url, host, fallback)
-            if len(self._bases) < MAX_ORIGINS:
-                self._bases[(host, fallback)] = base
+        server = scope.get("server")
+        # what base_url reads from the scope: the origin's result-link base, once per origin
+        origin = (
+            host,
+            scope.get("scheme"),
+            server if type(server) is not list else tuple(server),
+            scope.get("root_path"),
+            scope.get("app_root_path"),
+        )
+        found = self._origins.get(origin)
+        if found is None:
+            fallback = base_url(scope, host)
+            base = self._bases.get((host, fallback))
+            if base is None:  # result URLs: --public-url or a served origin, never a foreign Host
+                config = self.state.config
+                base = public_base(config.origins, config.public_url, host, fallback)
+                if len(self._bases) < MAX_ORIGINS:
+                    self._bases[(host, fallback)] = base
+            found = (base, self.result_url(base))
+            if len(self._origins) < MAX_ORIGINS:
+                self._origins[origin] = found
         rc = RequestContext(scope, receive, headers, prefix, path, now, headers.get(TEST_HEADER))
         if full_path is not None:  # the dispatcher read it already
             rc.__dict__["url_path"] = full_path
-        rc.ctx = Context(now, base, prefix, rc.url_path, self.state.request_id, self.result_url(base))
+        rc.ctx = Context(now, found[0], prefix, rc.url_path, self.state.request_id, found[1])
         return rc
 
     def result_url(self, base: str) -> Callable[[Task], str]:
@@ -321,7 +329,7 @@ class Pipeline:
         if isinstance(found, WrongMethod):
             allowed = ", ".join(found.allowed)
             raise ApiError("method_not_allowed", f"{rc.method} not allowed; allowed: {allowed}")
-        rc.match = found
+        rc.match, rc.endpoint = found, found.endpoint.name
 
     def authenticate(self, rc: RequestContext) -> None:
         token = rc.token = bearer_token(rc.request_headers)

@@ -1,7 +1,7 @@
 """Machine instructions per request, counted by valgrind: a figure that a busy machine does not
 distort, for comparing two versions of the code side by side.
 
-Run:  python benchmarks/instructions.py [--provider modellix] [--turns 20] [--python OTHER/.venv/bin/python]
+Run:  python benchmarks/instructions.py [--provider modellix] [--turns 20] [--python OTHER/.venv/bin/python] [--ceiling]
 
 Feeds POST submit and GET poll requests (a corpus body, as throughput.py sends) to `wanmock
 serve`'s own connection protocol (netguard's guarded httptools protocol, requests run without a
@@ -9,7 +9,9 @@ task each, as on the memory store) over 64 connections a turn of the event loop:
 uvicorn's request cycle and the whole app, no socket. Each figure is the instructions
 valgrind's callgrind counts in a run of ``--turns`` turns, less those of a run of none (start-up,
 imports, warm-up), divided by the requests. With ``--python``, the same for another checkout's
-interpreter (its own wanmock), and the ratio. Needs valgrind (``apt-get install valgrind``);
+interpreter (its own wanmock), and the ratio; with ``--ceiling``, benchmarks/bare_app.py fed the
+same way through uvicorn's own protocol (a task per request, on asyncio: under wrk the ceiling
+runs on uvloop, whose loop is not Python). Needs valgrind (``apt-get install valgrind``);
 PYTHONHASHSEED is fixed, so a figure repeats to within about 0.5%.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 CONNECTIONS = 64
+CEILING = "ceiling"
 HERE = Path(__file__).resolve().parent
 
 
@@ -86,18 +89,34 @@ async def child(provider: str, method: str, count: int) -> None:
     from wanmock.mockserver.guard import served_origins
     from wanmock.mockserver.netguard import GuardedHttpToolsProtocol
 
-    app = create_app(ServerConfig(providers=(provider,), seed=1, origins=served_origins("127.0.0.1", 8000, None)))
-    limits = {"header_timeout": 10.0, "body_timeout": 120.0, "max_connections": 1000}
-    args = argparse.Namespace(log_level="warning", access_log=False, loop="asyncio", **limits)
-    config = serve.uvicorn_config(app, args, taskless=True)  # as `wanmock serve` runs the memory store
+    if provider == CEILING:  # benchmarks/bare_app.py on uvicorn's own protocol (a task per request)
+        import bare_app
+        import uvicorn
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        config = uvicorn.Config(bare_app.app, http="httptools", lifespan="off", log_level="warning", access_log=False)
+        protocol_class: Any = HttpToolsProtocol
+    else:
+        app = create_app(ServerConfig(providers=(provider,), seed=1, origins=served_origins("127.0.0.1", 8000, None)))
+        limits = {"header_timeout": 10.0, "body_timeout": 120.0, "max_connections": 1000}
+        args = argparse.Namespace(log_level="warning", access_log=False, loop="asyncio", **limits)
+        config = serve.uvicorn_config(app, args, taskless=True)  # as `wanmock serve` runs the memory store
+        protocol_class = GuardedHttpToolsProtocol
     config.load()
     state = ServerState()
     connections = []
     for _ in range(CONNECTIONS):
-        protocol = GuardedHttpToolsProtocol(config, state, {})
+        protocol = protocol_class(config, state, {})
         transport = RecordingTransport()
         protocol.connection_made(transport)
         connections.append((protocol, transport))
+    if provider == CEILING:  # the requests throughput.py sends it
+        headers = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+        submit = http_request("POST", "/submit", headers, b'{"model": "m", "prompt": "a red ball"}')
+        poll = http_request("GET", "/tasks/t-1", headers)
+        await turns(connections, poll if method == "GET" else submit, 8)
+        await turns(connections, poll if method == "GET" else submit, count)
+        return
     calls = ProviderCalls.build(provider)
     path, body = calls.submit(0)
     request = submit = http_request("POST", path, calls.submit_headers, body)
@@ -134,6 +153,11 @@ def main() -> None:
     parser.add_argument("--provider", default="modellix")
     parser.add_argument("--turns", type=int, default=20, help=f"turns of {CONNECTIONS} requests (20)")
     parser.add_argument("--python", help="another checkout's interpreter, measured side by side")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also the bare ceiling app on uvicorn's own protocol (a task per request)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("PROVIDER", "METHOD", "TURNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -150,6 +174,9 @@ def main() -> None:
         line = f"{method:<5} {figures[0]:>10,.0f}"
         if len(figures) > 1:
             line += f"   other {figures[1]:>10,.0f}   this / other {figures[0] / figures[1]:.3f}"
+        if args.ceiling:
+            ceiling = per_request(sys.executable, CEILING, method, args.turns)
+            line += f"   ceiling {ceiling:>10,.0f}   this / ceiling {figures[0] / ceiling:.2f}"
         print(line)
 
 

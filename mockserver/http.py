@@ -172,9 +172,6 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
     digits = (declared or "").lstrip("0")
     if declared and declared.isascii() and declared.isdigit() and (len(digits) > 18 or int(digits or 0) > limit):
         raise ApiError("payload_too_large", f"request body is {declared} bytes; at most {limit} accepted")
-    whole = take_body(receive, limit)
-    if whole is not None:  # all arrived: taken at once, not message by message
-        return whole
     chunks, size = [], 0
     while True:
         message: Message = await receive()

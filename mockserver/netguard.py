@@ -295,19 +295,28 @@ if importlib.util.find_spec("httptools") is not None:
 
         def write_answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
             """``http.WRITE_ANSWER``: what ``send`` does with a start message whose headers give
-            the content-length and one body message that ends the answer (for HEAD, the body
-            is not written), done in one call and one write. False, with nothing done, where
+            the body's length and one body message that ends the answer (for HEAD, the body is
+            not written), done in one call and one write. False, with nothing done, where
             uvicorn's ``send`` has more to decide (an answer already started, writing paused, an
-            access log, a connection header): the app then sends the messages."""
+            access log, a connection or transfer-encoding header, a content-length that is not
+            the body's): the app then sends the messages."""
             if self.response_started or self.disconnected or self.flow.write_paused or self.access_log:
                 return False
             content = [STATUS_LINE[status]]
             for name, value in self.default_headers:  # the server's own (date, server)
                 content += (name, b": ", value, b"\r\n")
+            length = None
             for name, value in headers:
-                if name in UVICORN_DECIDES or HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                lowered = name.lower()
+                if lowered in UVICORN_DECIDES or HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
                     return False
-                content += (name.lower(), b": ", value, b"\r\n")
+                if lowered == b"content-length":
+                    if length is not None:  # twice: uvicorn's send reads the first
+                        return False
+                    length = value
+                content += (lowered, b": ", value, b"\r\n")
+            if length is None or not length.isdigit() or int(length) != len(body):
+                return False
             if not self.keep_alive:
                 content.append(b"connection: close\r\n")
             content.append(b"\r\n")

@@ -648,7 +648,9 @@ async def _test_an_answer_the_cycle_cannot_write_whole_is_left_to_send() -> None
     app's messages then give what they give without it (here compared with an app that only
     sends its messages), a 500 or a closed connection for a header uvicorn refuses included."""
     for headers, access_log in (
-        ([(b"content-length", b"4"), (b"connection", b"close")], False),  # uvicorn's send decides on these
+        ([(b"content-length", b"4"), (b"Connection", b"close")], False),  # uvicorn's send decides on these
+        ([(b"content-length", b"5"), (b"x-good", b"ok")], False),  # not the body's length: uvicorn refuses it
+        ([(b"content-length", b"4"), (b"Content-Length", b"4")], False),
         ([(b"content-length", b"4"), (b"transfer-encoding", b"chunked")], False),
         ([(b"content-length", b"4"), (b"x-bad", b"a\r\nb")], False),  # uvicorn's send refuses it
         ([(b"content-length", b"4"), (b"x-good", b"ok")], True),  # the access log is uvicorn's send's

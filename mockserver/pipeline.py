@@ -489,8 +489,8 @@ class Pipeline:
         endpoint, io = rc.endpoint, self.state.io
         if io.memory is not None:  # kept as its flat record, no entry built
             io.memory.append_flat(
-                rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings, size,
-                self.format_exchange, raw,
+                self.format_exchange, rc.now, self.name, rc.method, status, test_id, task_id, endpoint, rc.warnings,
+                size, raw,
             )  # fmt: skip
             return None
         entry = JournalEntry(  # numbered by the store as it appends (one round trip)

@@ -166,7 +166,7 @@ class JournalEntry:
         formatters.setdefault(id(formatter), formatter)
         return flat_entry(
             self.seq, self.at, self.provider, self.method, self.status, self.test_id, self.task_id,
-            self.endpoint, self.warnings, self.size_hint, id(formatter), self._raw,
+            self.endpoint, self.warnings, self.size_hint, self._raw, id(formatter),
         )  # fmt: skip
 
     @classmethod
@@ -201,11 +201,11 @@ def flat_entry(
     endpoint: str | None,
     warnings: Sequence[str],
     size: int,
-    formatter_id: int,
     raw: tuple[Any, ...],
+    formatter_id: int,
 ) -> tuple[Any, ...]:
     """A deferred journal entry as one flat tuple of immutable values (``JournalEntry.from_flat``
-    reads it back; the formatter is named by its number)."""
+    reads it back; the formatter is named by its number, kept before the raw parts)."""
     return (
         seq, at, provider, method, status, test_id, task_id, endpoint,
         tuple(warnings) if warnings else "",  # usually none: no nested tuple
@@ -566,31 +566,18 @@ class MemoryStore:
             record = entry.flat(self._formatters)
             self._keep(entry if record is None else record, size)
 
-    def append_flat(
-        self,
-        at: float,
-        provider: str | None,
-        method: str,
-        status: int,
-        test_id: str | None,
-        task_id: str | None,
-        endpoint: str | None,
-        warnings: Sequence[str],
-        size: int,
-        formatter: Callable[[tuple[Any, ...]], Parts],
-        raw: tuple[Any, ...],
-    ) -> None:
-        """The server's path: a deferred entry (``flat_entry``'s fields, numbered here) kept
-        straight as its flat record, without an entry object built per request."""
+    def append_flat(self, formatter: Callable[[tuple[Any, ...]], Parts], *fields: Any) -> None:
+        """The server's path: a deferred entry kept straight as its flat record, without an entry
+        object built per request. ``fields`` are ``flat_entry``'s between the sequence number
+        (given here) and the formatter's number: at, provider, method, status, test_id, task_id,
+        endpoint, warnings, size, raw."""
         with self._lock:
             formatter_id = id(formatter)
             if formatter_id not in self._formatters:
                 self._formatters[formatter_id] = formatter
             self._seq += 1
-            record = flat_entry(
-                self._seq, at, provider, method, status, test_id, task_id, endpoint, warnings, size, formatter_id, raw
-            )
-            self._keep(record, size)
+            record = flat_entry(self._seq, *fields, formatter_id)  # type: ignore[call-arg]  # fields: see above
+            self._keep(record, fields[FLAT_SIZE - 1])
 
     def _keep(self, record: JournalEntry | tuple[Any, ...], size: int) -> None:
         """Keep a journal record within the journal's bounds (the caller holds the lock)."""

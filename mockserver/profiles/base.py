@@ -92,7 +92,6 @@ class Profile:
         self.provider = self.catalog.provider(self.name)
         self.errors_doc = self.provider.documents["error.json"]
         self._per_model: dict[str, tuple[str | None, Mapping[str, str] | None]] = {}
-        self._defaults: dict[tuple[str, str], Any] = {}
         self._fields: dict[tuple[str, str], tuple[tuple[str, ...], Any]] = {}  # (file, pointer) -> its plan
         self._schemas: dict[str, CompiledSchema] = {}  # the submit schema of each model (its variant)
 
@@ -116,12 +115,9 @@ class Profile:
         return float(documented) if documented else self.options.default_retention_seconds
 
     def default(self, model: Model, pointer: str) -> Any:
-        """The documented ``default`` of the request field at ``pointer`` (None if none); the
-        schema is walked once per model and field, not per request."""
-        key = (model.schema_file, pointer)
-        if key not in self._defaults:
-            self._defaults[key] = self.provider.field_schema(model.schema_file, pointer).get("default")
-        return self._defaults[key]
+        """The documented ``default`` of the request field at ``pointer`` (None if none); read
+        once per model and field, into ``field``'s plan."""
+        return self.provider.field_schema(model.schema_file, pointer).get("default")
 
     def field(self, model: Model, body: Mapping[str, Any], pointer: str) -> Any:
         """The request's value at ``pointer``, or the schema's default for it."""
@@ -141,7 +137,7 @@ class Profile:
         try:
             return resolve_pointer(body, pointer)
         except (KeyError, IndexError, ValueError):
-            return self.default(model, pointer)
+            return default
 
     # -- requests -------------------------------------------------------------------------
 
